@@ -1,0 +1,54 @@
+# The documented entry points. Each target does its own set-up on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint bench install system-deps services topology clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "convhub needs Python 3.11 (spyne 2.14 does not import on 3.12+)"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[server,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the service on this machine (embedded SQLite + SQLite broker; no other service needed).
+serve: install
+	$(BIN)/convhub serve $(SERVE_ARGS)
+
+## Everything the tests need that is not Python: LibreOffice, Chromium, RabbitMQ's management API.
+system-deps:
+	CONVHUB_FACTORY_EXTRA_PACKAGES="abiword gnumeric" sh scripts/install-libreoffice.sh
+	sh scripts/install-chromium.sh
+	sh scripts/ensure-services.sh
+	sh scripts/enable-rabbitmq-management.sh
+
+lint: install
+	$(BIN)/ruff check app tasks protocol tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+## The whole suite: lint, architecture contracts, unit, integration and e2e tests.
+test: install system-deps
+	$(BIN)/lint-imports
+	$(BIN)/ruff check app tasks protocol tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Benchmarks: print numbers and write them to bench/results/*.json (never asserted in tests).
+bench: install system-deps
+	mkdir -p bench/results
+	$(BIN)/python bench/bench_claims.py --out bench/results/claims.json
+	$(BIN)/python bench/bench_soap_delete.py --out bench/results/soap_delete.json
+	$(BIN)/python bench/bench_xmlrpc.py --mib 100
+	$(BIN)/python bench/bench_factory.py --out bench/results/factory.json
+	@echo "results: bench/results/*.json"
+
+clean:
+	rm -rf $(VENV) var bench/results tests/artifacts
+
+-include Makefile.ops.mk

@@ -1,0 +1,28 @@
+# Operations targets; included from the main Makefile (`include Makefile.ops.mk`).
+PY ?= .venv/bin/python
+PYTEST ?= $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: ops-setup chromium rabbitmq-management test-ops compose-check topology topology-short
+
+ops-setup: chromium rabbitmq-management
+
+chromium:
+	scripts/install-chromium.sh
+
+rabbitmq-management:
+	scripts/enable-rabbitmq-management.sh
+
+# Metrics, ops page (incl. headless Chromium), request log, Flower on Redis and RabbitMQ, compose file.
+test-ops: ops-setup
+	$(PYTEST) -q tests/integration/ops tests/unit/test_compose.py
+
+compose-check:
+	$(PYTEST) -q tests/unit/test_compose.py
+
+# Full multi-process topology: 2 gunicorn web workers, 2 Celery workers, beat, 8 factories,
+# 2,000 jobs over SOAP, on PostgreSQL + RabbitMQ and then Redis.
+topology: rabbitmq-management
+	CONVHUB_TOPOLOGY_JOBS=$${CONVHUB_TOPOLOGY_JOBS:-2000} $(PYTEST) -q -s --timeout=1800 tests/e2e/test_topology.py
+
+topology-short:
+	$(PYTEST) -q tests/e2e/test_topology.py

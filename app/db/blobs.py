@@ -1,0 +1,64 @@
+"""Blob storage in 1 MiB chunks: writing from an iterable, reading as a stream."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from .models import Blob, BlobChunk
+
+CHUNK = 1024 * 1024
+
+
+def _rechunk(parts: Iterable[bytes]) -> Iterator[bytes]:
+    buf = bytearray()
+    for part in parts:
+        buf += part
+        while len(buf) >= CHUNK:
+            yield bytes(buf[:CHUNK])
+            del buf[:CHUNK]
+    if buf:
+        yield bytes(buf)
+
+
+def store_blob(session: Session, parts: Iterable[bytes] | bytes, now: datetime) -> Blob:
+    if isinstance(parts, bytes | bytearray | memoryview):
+        data = bytes(parts)
+        parts = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
+    blob = Blob(size=0, sha256="", created_at=now)
+    session.add(blob)
+    session.flush()
+    digest = hashlib.sha256()
+    size = 0
+    for seq, chunk in enumerate(_rechunk(parts)):
+        digest.update(chunk)
+        size += len(chunk)
+        # Core insert, not an ORM object: the session must not keep every chunk alive until commit.
+        session.execute(insert(BlobChunk).values(blob_id=blob.id, seq=seq, data=chunk))
+    blob.size = size
+    blob.sha256 = digest.hexdigest()
+    return blob
+
+
+def iter_blob(session: Session, blob_id: int) -> Iterator[bytes]:
+    """Yield the chunks in order, one query per chunk so only one chunk is held at a time."""
+    seqs = session.scalars(select(BlobChunk.seq).where(BlobChunk.blob_id == blob_id).order_by(BlobChunk.seq)).all()
+    for seq in seqs:
+        data = session.scalar(select(BlobChunk.data).where(BlobChunk.blob_id == blob_id, BlobChunk.seq == seq))
+        if data is not None:
+            yield bytes(data)
+
+
+def read_blob(session: Session, blob_id: int) -> bytes:
+    return b"".join(iter_blob(session, blob_id))
+
+
+def delete_blobs(session: Session, blob_ids: list[int]) -> None:
+    if not blob_ids:
+        return
+    session.execute(delete(BlobChunk).where(BlobChunk.blob_id.in_(blob_ids)))
+    session.execute(delete(Blob).where(Blob.id.in_(blob_ids)))

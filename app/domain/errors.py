@@ -1,0 +1,62 @@
+"""Domain errors.
+
+    ConvhubError
+    ├── BadArgument          (400 / SOAP 599)
+    ├── AuthenticationFailed (401 / SOAP 501)
+    ├── FactoryDisabled      (403)
+    ├── NotFound             (404 / SOAP 508)
+    ├── LeaseNotHeld         (409)
+    ├── BadJobState          (518)
+    ├── NotOwner             (532)
+    ├── TooLarge             (413)
+    └── Unavailable          (503)
+
+Each subclass's docstring is its default message; protocol adapters map classes to codes in one table.
+"""
+
+from __future__ import annotations
+
+
+class ConvhubError(Exception):
+    """Something went wrong."""
+
+    def __init__(self, message: str | None = None, **fields: object) -> None:
+        self.message = message or (self.__doc__ or "error").strip().splitlines()[0]
+        self.fields = fields
+        super().__init__(self.message)
+
+
+class BadArgument(ConvhubError):
+    """Bad argument."""
+
+
+class AuthenticationFailed(ConvhubError):
+    """Authentication failed."""
+
+
+class FactoryDisabled(ConvhubError):
+    """Factory is disabled."""
+
+
+class NotFound(ConvhubError):
+    """No such object."""
+
+
+class LeaseNotHeld(ConvhubError):
+    """Lease not held: it expired, was reclaimed, belongs to another factory, or the token is wrong."""
+
+
+class BadJobState(ConvhubError):
+    """The job is not in a state that allows this."""
+
+
+class NotOwner(ConvhubError):
+    """The client application does not own this job."""
+
+
+class TooLarge(ConvhubError):
+    """Document too large."""
+
+
+class Unavailable(ConvhubError):
+    """Database or broker unavailable."""

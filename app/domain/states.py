@@ -1,0 +1,40 @@
+"""Job states (integer jobStatus on the wire) and their legal transitions."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class JobState(IntEnum):
+    QUEUED = 0
+    REQUESTED_FOR_PROCESSING = 1
+    PROCESSING = 2
+    COMPLETE = 3
+    FAILED = 4
+
+    @property
+    def in_flight(self) -> bool:
+        """Held by a factory under a lease: clients cannot delete it (518)."""
+        return self in (JobState.REQUESTED_FOR_PROCESSING, JobState.PROCESSING)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.COMPLETE, JobState.FAILED)
+
+
+IN_FLIGHT = (JobState.REQUESTED_FOR_PROCESSING, JobState.PROCESSING)
+
+# from-state -> allowed to-states
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.REQUESTED_FOR_PROCESSING, JobState.PROCESSING, JobState.FAILED}),
+    JobState.REQUESTED_FOR_PROCESSING: frozenset(
+        {JobState.PROCESSING, JobState.COMPLETE, JobState.QUEUED, JobState.FAILED}
+    ),
+    JobState.PROCESSING: frozenset({JobState.PROCESSING, JobState.COMPLETE, JobState.QUEUED, JobState.FAILED}),
+    JobState.COMPLETE: frozenset({JobState.QUEUED}),  # operator requeue only
+    JobState.FAILED: frozenset({JobState.QUEUED}),  # operator requeue only
+}
+
+
+def can_transition(src: JobState, dst: JobState) -> bool:
+    return dst in TRANSITIONS[src]

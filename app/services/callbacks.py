@@ -1,0 +1,89 @@
+"""Client callbacks (successUrl/failureUrl): an outbox in the database, delivered with retries."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Callback
+from app.domain.errors import BadArgument
+from app.services import counters
+
+MAX_ATTEMPTS = 8
+HttpGet = Callable[[str, float], int]  # (url, timeout) -> HTTP status; raises on transport errors
+Resolver = Callable[[str], list[str]]
+
+
+def _resolve(host: str) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, None)]
+
+
+def check_url(url: str, *, allow_private: bool, resolve: Resolver = _resolve) -> None:
+    """Only http/https, and no private, loopback or link-local targets unless allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadArgument(f"callback URL {url!r} must be http or https with a host")
+    if allow_private:
+        return
+    try:
+        addrs = resolve(parts.hostname)
+    except OSError:
+        raise BadArgument(f"callback host {parts.hostname!r} does not resolve") from None
+    for a in addrs:
+        ip = ipaddress.ip_address(a.split("%", 1)[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+            raise BadArgument(f"callback host {parts.hostname!r} is a private or loopback address")
+
+
+def with_params(url: str, job_id: int, job_status: int) -> str:
+    parts = urlsplit(url)
+    extra = urlencode({"jobId": job_id, "jobStatus": job_status})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, parts.fragment))
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(3600, 10 * 2 ** max(0, attempts - 1)))
+
+
+def deliver(
+    session: Session, now: datetime, callback_id: int, http_get: HttpGet, *, timeout: float, allow_private: bool, resolve: Resolver = _resolve
+) -> bool:
+    """Try one callback; on failure schedule the next attempt. Returns True once delivered."""
+    q = select(Callback).where(Callback.id == callback_id, Callback.done_at.is_(None))
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    cb = session.scalar(q)
+    if cb is None:
+        return False
+    cb.attempts += 1
+    try:
+        check_url(cb.url, allow_private=allow_private, resolve=resolve)
+        status = http_get(with_params(cb.url, cb.job_id, cb.job_status), timeout)
+        if status >= 400:
+            raise OSError(f"HTTP {status}")
+    except (OSError, BadArgument, ValueError) as exc:
+        counters.bump(session, counters.CALLBACK_FAILURES)
+        cb.last_error = str(exc)[:500] or exc.__class__.__name__
+        if isinstance(exc, BadArgument) or cb.attempts >= MAX_ATTEMPTS:
+            cb.done_at = now  # given up; last_error says why
+        else:
+            cb.next_attempt_at = now + backoff(cb.attempts)
+        return False
+    cb.done_at = now
+    cb.last_error = None
+    return True
+
+
+def due(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    return list(
+        session.scalars(
+            select(Callback.id).where(Callback.done_at.is_(None), Callback.next_attempt_at <= now).order_by(Callback.next_attempt_at).limit(limit)
+        ).all()
+    )

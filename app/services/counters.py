@@ -1,0 +1,39 @@
+"""Named integers in the database, shared by every process.
+
+Event totals (leases expired, callback failures) are bumped in the event's own transaction; a few
+markers (e.g. the head job of the mirror's last rebuild per pair) are put and read.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db.models import Counter
+
+LEASES_EXPIRED = "leases_expired"
+CALLBACK_FAILURES = "callback_failures"
+
+
+def bump(session: Session, name: str, n: int = 1) -> None:
+    if n <= 0:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Counter).values(name=name, value=n)
+    session.execute(stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + n}))
+
+
+def put(session: Session, name: str, value: int) -> None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Counter).values(name=name, value=value)
+    session.execute(stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": value}))
+
+
+def read(session: Session, name: str) -> int | None:
+    return session.scalar(select(Counter.value).where(Counter.name == name))
+
+
+def read_all(session: Session) -> dict[str, int]:
+    return {name: int(value) for name, value in session.execute(select(Counter.name, Counter.value))}

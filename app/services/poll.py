@@ -1,0 +1,120 @@
+"""The factory poll: a read-only probe, then an atomic claim, then the mirror's message taken off.
+
+An empty poll is one indexed read per (application, version) the factory serves: no write, no scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+
+from app.db.blobs import iter_blob
+from app.db.engine import Database
+from app.db.models import Factory
+from app.domain.leases import LeasePolicy
+from app.services import jobs
+from app.services.auth import FactoryIdentity
+from app.services.ports import Mirror, Notifier
+
+log = logging.getLogger("convhub.poll")
+
+# Factories' last-poll times are written at most once per this interval per process, so that
+# thousands of idle factories do not turn empty polls into database writes.
+TOUCH_INTERVAL = timedelta(seconds=60)
+_touched: dict[int, datetime] = {}
+_touched_lock = threading.Lock()
+
+
+def touch_factory(db: Database, factory_id: int, now: datetime) -> None:
+    with _touched_lock:
+        last = _touched.get(factory_id)
+        if last is not None and now - last < TOUCH_INTERVAL:
+            return
+        _touched[factory_id] = now
+    with db.session() as s:
+        s.execute(update(Factory).where(Factory.id == factory_id).values(last_poll_at=now))
+
+
+class LazyReclaimer:
+    """Reclaims expired leases from the poll path, at most once per `interval` per process.
+
+    Beat's reclaim task is the main mechanism; this keeps leases flowing back while beat is down
+    (SPEC: "may also be reclaimed lazily by jobs.poll"). Between runs it costs nothing; a run is one
+    indexed read of the lease index, and a write only when a lease has actually expired.
+    """
+
+    def __init__(self, interval: timedelta) -> None:
+        self.interval = interval
+        self._next: datetime | None = None
+        self._lock = threading.Lock()
+
+    def due(self, now: datetime) -> bool:
+        with self._lock:
+            if self._next is not None and now < self._next:
+                return False
+            self._next = now + self.interval
+            return True
+
+    def __call__(self, db: Database, now: datetime, notifier: Notifier, mirror: Mirror) -> int:
+        if not self.due(now):
+            return 0
+        with db.read_session() as s:
+            if not jobs.has_expired_lease(s, now):
+                return 0
+        with db.session() as s:
+            done = jobs.reclaim_expired(s, now, notifier, mirror)
+        for job_id, state in done:
+            log.info("lease expired job=%s outcome=%s (reclaimed by poll)", job_id, state.name)
+        return len(done)
+
+
+def poll(
+    db: Database,
+    now: datetime,
+    policy: LeasePolicy,
+    mirror: Mirror,
+    factory: FactoryIdentity,
+    *,
+    reclaim: tuple[LazyReclaimer, Notifier] | None = None,
+) -> jobs.Claimed | None:
+    touch_factory(db, factory.id, now)
+    if reclaim is not None:
+        reclaimer, notifier = reclaim
+        try:
+            reclaimer(db, now, notifier, mirror)
+        except Exception as exc:  # noqa: BLE001 - beat reclaims too; a poll must not fail on this
+            log.warning("lazy reclaim failed: %s", exc.__class__.__name__)
+    if not factory.workers:
+        return None
+    with db.read_session() as s:
+        heads = jobs.probe(s, factory.workers)
+    if not heads:
+        return None
+    with db.session() as s:
+        claimed = jobs.claim(s, now, policy, owner=factory.name, workers=factory.workers, pairs=[p for _, p in heads])
+    if claimed is not None:
+        take_message(db, mirror, claimed.id, claimed.application, claimed.version)
+    return claimed
+
+
+def take_message(db: Database, mirror: Mirror, job_id: int, application: str, version: str) -> None:
+    """Remove the claimed job's message from its queue; a broker outage only delays this."""
+
+    def is_queued(jid: int) -> bool:
+        with db.read_session() as s:
+            return jobs.is_queued(s, jid)
+
+    try:
+        mirror.remove(job_id, application, version, is_queued)
+    except Exception as exc:  # noqa: BLE001 - the database is the authority; reconciliation repairs
+        log.warning("mirror: could not take job %s off its queue: %s", job_id, exc.__class__.__name__)
+
+
+def stream_blob(db: Database, blob_id: int) -> Iterator[bytes]:
+    """Chunks of a stored document, read in their own read transaction."""
+    with db.read_session() as s:
+        yield from iter_blob(s, blob_id)

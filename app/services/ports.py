@@ -1,0 +1,54 @@
+"""Interfaces the services call out through; implemented in tasks/ (Celery/kombu)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Mirror(Protocol):
+    """The Celery mirror of QUEUED jobs: one queue per (application, version)."""
+
+    def publish(self, job_id: int, application: str, version: str) -> None: ...
+
+    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+        """Take this job's message off its pair's queue (dropping stale heads on the way)."""
+        ...
+
+    def queue_length(self, application: str, version: str) -> int | None: ...
+
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
+        """Purge the pair's queue and publish these jobs in order."""
+        ...
+
+    def ping(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """Schedules delivery of a callback row (by id) after commit."""
+
+    def send_callback(self, callback_id: int) -> None: ...
+
+
+class NullMirror:
+    """No broker: the database alone (used by tests of the store, and by tools)."""
+
+    def publish(self, job_id: int, application: str, version: str) -> None:
+        return None
+
+    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+        return None
+
+    def queue_length(self, application: str, version: str) -> int | None:
+        return None
+
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
+        return None
+
+    def ping(self) -> None:
+        return None
+
+
+class NullNotifier:
+    def send_callback(self, callback_id: int) -> None:
+        return None

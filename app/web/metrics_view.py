@@ -1,0 +1,228 @@
+"""`GET /metrics`: Prometheus text format.
+
+Two kinds of numbers:
+- counters and histograms of app/metrics.py (and the HTTP counter below), kept per process. Under
+  gunicorn, PROMETHEUS_MULTIPROC_DIR is set (`convhub web` does it) and every worker writes them
+  to files there; a scrape of any worker adds up all of them with MultiProcessCollector.
+- gauges derived from the database (jobs by state and pair, oldest QUEUED age, active factories),
+  computed at scrape time by the one process that serves the scrape. They are never written to
+  the multiprocess files, so they are reported once, not once per worker.
+
+Labels carry only states, application/version and outcomes: no client names, no job data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import DELETED, Factory, FactoryWorker, Job
+from app.domain.states import JobState
+from app.runtime import Runtime
+from app.services import counters
+
+log = logging.getLogger("convhub.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# A factory counts as active when it polled within this window. The poll service writes
+# last_poll_at at most once a minute per process, so the window must be well above that.
+ACTIVE_WINDOW = timedelta(minutes=5)
+
+# Served by this module, so that every process kind of the web tier is counted the same way.
+HTTP_REQUESTS = Counter(
+    "convhub_http_requests_total", "HTTP requests served by the web tier", ["endpoint", "method", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "convhub_http_request_seconds",
+    "HTTP request duration (seconds, until the response body was sent)",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+
+
+def endpoint_of(path: str) -> str:
+    """A fixed, small label set for HTTP metrics: never the raw path (ids, GUIDs)."""
+    if path == "/xmlrpc" or path.startswith("/xmlrpc/"):
+        return "xmlrpc"
+    if path.startswith("/cds-controller/"):
+        return "soap"
+    if path == "/ops" or path.startswith("/ops/"):
+        return "ops"
+    if path in ("/metrics", "/healthz"):
+        return path[1:]
+    return "other"
+
+
+# ---------------------------------------------------------------- database figures
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """Jobs of one (application, version) in one state."""
+
+    application: str
+    version: str
+    state: int
+    count: int
+    oldest_submitted: datetime | None
+
+
+def job_stats(session: Session) -> list[PairStats]:
+    """One GROUP BY over the jobs table: count and oldest submission per (state, pair)."""
+    rows = session.execute(
+        select(Job.state, Job.application, Job.version, func.count(), func.min(Job.submitted_at))
+        .where(Job.state != DELETED)
+        .group_by(Job.state, Job.application, Job.version)
+    ).all()
+    return [PairStats(a, v, int(st), int(n), _aware(oldest)) for st, a, v, n, oldest in rows]
+
+
+def _aware(value: object) -> datetime | None:
+    # min() over a TypeDecorator column comes back raw on SQLite (naive text/datetime).
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def served_pairs(session: Session) -> set[tuple[str, str]]:
+    """Pairs some enabled factory serves: they get explicit zeros, so alerts never see 'absent'."""
+    rows = session.execute(
+        select(FactoryWorker.application, FactoryWorker.version)
+        .join(Factory, Factory.id == FactoryWorker.factory_id)
+        .where(Factory.disabled.is_(False))
+        .distinct()
+    ).all()
+    return {(a, v) for a, v in rows}
+
+
+def factory_counts(session: Session, now: datetime) -> tuple[int, int, int]:
+    """(registered, disabled, active within ACTIVE_WINDOW and enabled)."""
+    total, disabled, active = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Factory.disabled.is_(True)),
+            func.count().filter(Factory.disabled.is_(False), Factory.last_poll_at >= now - ACTIVE_WINDOW),
+        ).select_from(Factory)
+    ).one()
+    return int(total), int(disabled or 0), int(active or 0)
+
+
+class DatabaseCollector(Collector):
+    """Gauges computed from the database at scrape time (registered once per web process)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def describe(self) -> list[object]:  # type: ignore[override]
+        # No describe-time collection: registering must not touch the database.
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:  # type: ignore[override]
+        up = GaugeMetricFamily(
+            "convhub_metrics_database_up", "1 if the database answered this scrape's queries"
+        )
+        now = self.rt.now()
+        try:
+            with self.rt.db.read_session() as s:
+                stats = job_stats(s)
+                pairs = served_pairs(s)
+                registered, disabled, active = factory_counts(s, now)
+                totals = counters.read_all(s)
+        except Exception:  # noqa: BLE001 - a scrape must answer; the failure is itself a metric
+            log.warning("metrics: database query failed", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        jobs = GaugeMetricFamily(
+            "convhub_jobs",
+            "Jobs by state and application/version (from the database)",
+            labels=["state", "application", "version"],
+        )
+        oldest = GaugeMetricFamily(
+            "convhub_oldest_queued_age_seconds",
+            "Age (now - submission) of the oldest QUEUED job per application/version; 0 when none waits",
+            labels=["application", "version"],
+        )
+        by_key = {(p.state, p.application, p.version): p for p in stats}
+        pairs |= {(p.application, p.version) for p in stats}
+        for a, v in sorted(pairs):
+            for st in JobState:
+                p = by_key.get((int(st), a, v))
+                jobs.add_metric([st.name, a, v], p.count if p else 0)
+            q = by_key.get((int(JobState.QUEUED), a, v))
+            age = (now - q.oldest_submitted).total_seconds() if q and q.oldest_submitted else 0.0
+            oldest.add_metric([a, v], max(0.0, age))
+        yield jobs
+        yield oldest
+
+        fac = GaugeMetricFamily("convhub_factories", "Registered factories by status", labels=["status"])
+        fac.add_metric(["registered"], registered)
+        fac.add_metric(["disabled"], disabled)
+        fac.add_metric(["active"], active)
+        yield fac
+        act = GaugeMetricFamily(
+            "convhub_factories_active",
+            f"Enabled factories that polled within {int(ACTIVE_WINDOW.total_seconds())} s",
+        )
+        act.add_metric([], active)
+        yield act
+
+        # Events of the Celery workers, counted in the database (see app/services/counters.py).
+        for name, help_text in (
+            (counters.LEASES_EXPIRED, "Leases reclaimed after expiry (all processes)"),
+            (counters.CALLBACK_FAILURES, "Callback deliveries that failed (all processes)"),
+        ):
+            total = CounterMetricFamily(f"convhub_{name}", help_text)
+            total.add_metric([], totals.get(name, 0))
+            yield total
+
+
+class _Forward(Collector):
+    """Collects another registry (the process-local default one) into ours."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return self.registry.collect()
+
+
+def multiprocess_dir() -> str | None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    return path or None
+
+
+def build_registry(rt: Runtime) -> CollectorRegistry:
+    """The registry `/metrics` renders: process counters (or all workers' files) + database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    mp = multiprocess_dir()
+    if mp:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry, path=mp)
+    else:
+        registry.register(_Forward(REGISTRY))
+    registry.register(DatabaseCollector(rt))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

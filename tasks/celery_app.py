@@ -1,0 +1,81 @@
+"""Celery app factory, queue routing and beat schedule. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from app.config import Settings
+from app.domain.matching import queue_name
+
+DEFAULT_QUEUE = "convhub"
+CONVERT_TASK = "convhub.convert"
+
+
+def pair_queue(application: str, version: str) -> Queue:
+    """The queue of one (application, version): direct exchange and routing key named like the queue."""
+    name = queue_name(application, version)
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True)
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("convhub", set_as_current=False)
+    # A publish or queue operation tries the broker once more at most before failing: the web
+    # request must not hang on a dead broker (the mirror's breaker then skips it for a while).
+    transport_options: dict[str, object] = {}
+    if settings.broker_kind in ("amqp", "redis"):
+        transport_options.update(max_retries=1, interval_start=0, interval_step=0.5, interval_max=1)
+    if settings.broker_kind == "amqp":
+        # Publisher confirms: a publish returns once RabbitMQ has the message, so a committed job's
+        # message is not lost in a client buffer and queue lengths are exact right after.
+        transport_options["confirm_publish"] = True
+    elif settings.broker_kind == "redis":
+        # Longer than the longest possible lease, so the broker never redelivers a message whose
+        # job is still legitimately being processed.
+        transport_options["visibility_timeout"] = settings.visibility_timeout_seconds
+    elif settings.broker_kind == "sqla":
+        # kombu's SQLAlchemy transport hands these to create_engine. It has no visibility timeout:
+        # a message taken is invisible until acked and lost if its taker dies (reconciliation repairs).
+        transport_options["connect_args"] = {"timeout": 30}
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_timeout=3,
+        broker_connection_retry_on_startup=True,
+        broker_pool_limit=20,
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=[Queue(DEFAULT_QUEUE, Exchange(DEFAULT_QUEUE, type="direct"), routing_key=DEFAULT_QUEUE)],
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+        beat_schedule={
+            "reclaim-expired-leases": {
+                "task": "convhub.reclaim",
+                "schedule": timedelta(seconds=settings.reclaim_interval_seconds),
+            },
+            "reconcile-mirror": {
+                "task": "convhub.reconcile",
+                "schedule": timedelta(seconds=settings.reconcile_interval_seconds),
+            },
+            "purge-deleted": {"task": "convhub.purge_deleted", "schedule": timedelta(seconds=30)},
+            "retention": {"task": "convhub.retention", "schedule": timedelta(hours=1)},
+            "callbacks-due": {"task": "convhub.callbacks_due", "schedule": timedelta(seconds=30)},
+        },
+    )
+    app.conf.convhub_settings = settings
+    from tasks import jobs
+
+    jobs.register(app)
+    return app

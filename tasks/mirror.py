@@ -1,0 +1,144 @@
+"""The Celery mirror of QUEUED jobs: one queue per (application, version), kombu underneath.
+
+A message is a Celery task message `convhub.convert(job_id)`, so push-style factories can consume
+the same queues as Celery workers. The database stays the authority: a message whose job is no
+longer QUEUED is dropped wherever it is met.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from celery import Celery
+from kombu import Queue
+
+from tasks.celery_app import CONVERT_TASK, pair_queue
+
+log = logging.getLogger("convhub.mirror")
+T = TypeVar("T")
+
+# Heads examined at most per removal: stale messages of deleted or DB-claimed jobs are dropped on
+# the way; more than this in a row is left for the next poll.
+MAX_SKIP = 50
+
+
+def message_job_id(body: object) -> int | None:
+    """Job id of a Celery protocol-2 message body `[args, kwargs, embed]`."""
+    try:
+        args = body[0] if isinstance(body, list | tuple) else None  # type: ignore[index]
+        return int(args[0]) if args else None  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+class BrokerDown(Exception):
+    """The broker failed recently; mirror work is skipped until the back-off ends."""
+
+
+class KombuMirror:
+    """Mirror operations with a circuit breaker: after a broker failure, publishes and removals are
+    skipped (fast) for `backoff_seconds`, so a broker outage never slows submits or polls; the
+    reconciliation beat task re-publishes what was skipped."""
+
+    def __init__(self, app: Celery, *, backoff_seconds: float = 5.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.backoff_seconds = backoff_seconds
+        self._monotonic = monotonic
+        self._down_until = 0.0
+        self._declared: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _guard(self) -> None:
+        if self._monotonic() < self._down_until:
+            raise BrokerDown("broker unavailable (recent failure)")
+
+    def _tripped(self, exc: BaseException) -> None:
+        self._down_until = self._monotonic() + self.backoff_seconds
+        log.warning("mirror: broker unavailable (%s); skipping broker work for %.0fs", exc.__class__.__name__, self.backoff_seconds)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        self._guard()
+        try:
+            return fn()
+        except BrokerDown:
+            raise
+        except Exception as exc:
+            self._tripped(exc)
+            raise
+
+    def _bound(self, conn, application: str, version: str) -> Queue:  # type: ignore[no-untyped-def]
+        q = pair_queue(application, version)
+        bound = q.bind(conn.default_channel)
+        with self._lock:
+            fresh = q.name not in self._declared
+        if fresh:
+            bound.declare()
+            with self._lock:
+                self._declared.add(q.name)
+        return bound
+
+    def publish(self, job_id: int, application: str, version: str) -> None:
+        self._call(lambda: self._publish(job_id, application, version))
+
+    def _publish(self, job_id: int, application: str, version: str) -> None:
+        q = pair_queue(application, version)
+        self.app.send_task(
+            CONVERT_TASK,
+            args=[job_id],
+            queue=q,
+            exchange=q.exchange,
+            routing_key=q.routing_key,
+            declare=[q],
+            retry=False,
+        )
+
+    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+        self._call(lambda: self._remove(job_id, application, version, is_queued))
+
+    def _remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            q = self._bound(conn, application, version)
+            for _ in range(MAX_SKIP):
+                msg = q.get(no_ack=False, accept=["json"])
+                if msg is None:
+                    return
+                jid = message_job_id(msg.payload)
+                if jid == job_id:
+                    msg.ack()
+                    return
+                if jid is None or not is_queued(jid):
+                    msg.ack()  # stale: its job was deleted or handed out already
+                    continue
+                # The head is another QUEUED job this factory could not take (doctype/format): leave it.
+                msg.requeue()
+                return
+
+    def queue_length(self, application: str, version: str) -> int | None:
+        def count() -> int:
+            with self.app.pool.acquire(block=True, timeout=5) as conn:
+                q = pair_queue(application, version).bind(conn.default_channel)
+                return int(q.queue_declare().message_count)
+
+        return self._call(count)
+
+    def declare(self, pairs: list[tuple[str, str]]) -> None:
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            for a, v in pairs:
+                self._bound(conn, a, v)
+
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            self._bound(conn, application, version).purge()
+        for jid in job_ids:
+            self.publish(jid, application, version)
+        log.info("mirror: rebuilt %s|%s with %d messages", application, version, len(job_ids))
+
+    def ping(self) -> None:
+        """Health check: always asks the broker (not the breaker), and resets the breaker on success."""
+        with self.app.pool.acquire(block=True, timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        self._down_until = 0.0

@@ -1,0 +1,457 @@
+"""`convhub`: operator commands. Errors are one clear line on stderr and a non-zero exit.
+
+Server commands import the server stack lazily, so `convhub factory run` works on a factory host
+that installed convhub without the `server` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.config import ConfigError, Settings, load_settings
+
+
+class CliError(Exception):
+    """A one-line error for the operator."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _runtime(broker: bool = True):  # type: ignore[no-untyped-def]
+    from app.runtime import build_runtime
+
+    return build_runtime(_settings(), broker=broker)
+
+
+def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _secret_or_generate(given: str | None) -> tuple[str, bool]:
+    from app.domain.credentials import SHORT_SECRET, generate_secret
+
+    if given is None:
+        return generate_secret(), True
+    if len(given) < SHORT_SECRET:
+        print(f"warning: the secret is short ({len(given)} characters); a generated one is safer", file=sys.stderr)
+    return given, False
+
+
+# ---------------------------------------------------------------- db
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from app.db.migrate import upgrade
+
+    s = _settings()
+    upgrade(s.database_url)
+    print(f"database at head: {_redact(s.database_url)}")
+    return 0
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+# ---------------------------------------------------------------- clients
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    secret, generated = _secret_or_generate(args.secret)
+    with rt.db.session() as s:
+        admin.add_client(s, rt.now(), args.name, secret)
+    print(f"client {args.name!r} added")
+    if generated:
+        print(f"secret: {secret}")
+        print("(shown once; it is stored only as a hash)")
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.read_session() as s:
+        rows = admin.list_clients(s)
+    _print_table(rows, ["name", "jobs", "disabled", "created"])
+    return 0
+
+
+def cmd_clients_remove(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.session() as s:
+        admin.remove_client(s, args.name)
+    print(f"client {args.name!r} removed")
+    return 0
+
+
+# ---------------------------------------------------------------- factories
+
+
+def cmd_factories_add(args: argparse.Namespace) -> int:
+    from app.domain.matching import WorkerSpec
+    from app.services import admin
+
+    try:
+        workers = [WorkerSpec.parse(w) for w in args.worker]
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    rt = _runtime()
+    secret, generated = _secret_or_generate(args.secret)
+    with rt.db.session() as s:
+        admin.add_factory(s, rt.now(), args.name, secret, workers)
+    _declare_queues(rt, [w.pair for w in workers])
+    print(f"factory {args.name!r} added with {len(workers)} worker(s)")
+    if generated:
+        print(f"secret: {secret}")
+        print("(shown once; it is stored only as a hash)")
+    return 0
+
+
+def _declare_queues(rt, pairs):  # type: ignore[no-untyped-def]
+    declare = getattr(rt.mirror, "declare", None)
+    if declare is None:
+        return
+    try:
+        declare(pairs)
+    except Exception as exc:  # noqa: BLE001 - the queues are declared again at the first publish
+        print(f"warning: broker unavailable, queues not declared yet ({exc.__class__.__name__})", file=sys.stderr)
+
+
+def cmd_factories_list(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.read_session() as s:
+        rows = admin.list_factories(s)
+    _print_table(rows, ["name", "disabled", "last_poll", "leases", "workers"])
+    return 0
+
+
+def cmd_factories_disable(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.session() as s:
+        admin.set_factory_disabled(s, args.name, not args.enable)
+    print(f"factory {args.name!r} {'enabled' if args.enable else 'disabled'}")
+    return 0
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def cmd_jobs_submit(args: argparse.Namespace) -> int:
+    from app.domain.matching import parse_pages
+    from app.services import admin, jobs
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        start, end = parse_pages(args.pages)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    rt = _runtime()
+    with rt.db.session() as s:
+        client = admin.client_by_name(s, args.client)
+        with path.open("rb") as fh:
+            content = jobs.upload(
+                s, rt.now(), client_id=client.id, filename=path.name, parts=iter(lambda: fh.read(1 << 20), b""),
+                max_bytes=rt.settings.max_document_bytes,
+            )
+        job = jobs.submit(
+            s, rt.now(), rt.mirror, client_id=client.id, content=content, application=args.application,
+            version=args.version, fmt=args.format or "", page_start=start, page_end=end,
+            max_attempts=rt.settings.max_attempts,
+        )
+        job_id, guid = job.id, job.guid
+    from app.domain.matching import queue_name
+
+    print(f"job {job_id} ({guid}) QUEUED on {queue_name(args.application, args.version)}")
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.read_session() as s:
+        rows = admin.list_jobs(s, state=args.state, client=args.client, limit=args.limit)
+    _print_table(rows, ["id", "guid", "state", "client", "application", "version", "format", "attempts", "submitted"])
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    rt = _runtime(broker=False)
+    with rt.db.read_session() as s:
+        info = admin.show_job(s, args.job)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_jobs_requeue(args: argparse.Namespace) -> int:
+    from app.services import admin, jobs
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        job_id = admin.resolve_job_id(s, args.job)
+        jobs.requeue(s, rt.now(), rt.mirror, job_id)
+    print(f"job {job_id} requeued")
+    return 0
+
+
+# ---------------------------------------------------------------- processes
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    s = _settings()  # fail early on bad configuration
+    # Prometheus multiprocess mode (counters summed over gunicorn workers): a directory of this
+    # server's own (one per port), emptied of the previous run's files before the workers start.
+    mp = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or s.data_dir / "prometheus" / f"web-{args.port}").resolve()
+    mp.mkdir(parents=True, exist_ok=True)
+    for stale in mp.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mp)
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "-c", "python:app.web.gunicorn_conf",
+        "--bind", f"{args.host}:{args.port}",
+        "--workers", str(args.workers),
+        "--threads", str(args.threads),
+        "--worker-class", "gthread",
+        "--timeout", "300",
+        "--graceful-timeout", "20",
+        "--access-logfile", "-" if args.access_log else "/dev/null",
+        "app.web.wsgi:make_app()",
+    ]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover
+
+
+def _celery():  # type: ignore[no-untyped-def]
+    from tasks.celery_app import make_celery
+
+    return make_celery(_settings())
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = _celery()
+    app.start(
+        ["worker", "-Q", "convhub", "--loglevel", _settings().log_level, "--concurrency", str(args.concurrency),
+         "--pool", args.pool, "-n", args.hostname, "--without-mingle", "--without-gossip"]
+    )
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    s = _settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    app = _celery()
+    app.start(["beat", "--loglevel", s.log_level, "--schedule", str(s.data_dir / "celerybeat-schedule"), "--pidfile="])
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    from tasks.flower import run_flower
+
+    return run_flower(_settings(), port=args.port, address=args.address)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """All-in-one for one machine: migrate, then web + Celery worker + beat as child processes."""
+    s = _settings()
+    from app.db.migrate import upgrade
+
+    upgrade(s.database_url)
+    env = dict(os.environ)
+    env.setdefault("CONVHUB_PUBLIC_URL", f"http://{args.host}:{args.port}")
+    me = [sys.executable, "-m", "app.cli"]
+    children = {
+        "web": subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port), "--workers", str(args.web_workers)], env=env),
+        "worker": subprocess.Popen(me + ["worker", "--pool", "threads", "--concurrency", "4"], env=env),
+        "beat": subprocess.Popen(me + ["beat"], env=env),
+    }
+    base = f"http://{args.host}:{args.port}"
+    print(f"convhub serving on {base}", flush=True)
+    print(f"  factories (XML-RPC): {base}/xmlrpc", flush=True)
+    print(f"  clients (SOAP):      {base}/cds-controller/contentService?wsdl", flush=True)
+    print(f"  health:              {base}/healthz   metrics: {base}/metrics   ops: {base}/ops", flush=True)
+    print(f"  database: {_redact(s.database_url)}   broker: {_redact(s.broker_url)}", flush=True)
+
+    stopping = {"sig": 0}
+
+    def stop(signum, _frame):  # type: ignore[no-untyped-def]
+        stopping["sig"] = signum
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping["sig"]:
+        for name, p in children.items():
+            if p.poll() is not None:
+                print(f"convhub: {name} exited with {p.returncode}; stopping", file=sys.stderr, flush=True)
+                stopping["sig"] = -1
+                code = 1
+                break
+        time.sleep(0.2)
+    for p in children.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for p in children.values():
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    print("convhub stopped", flush=True)
+    return code
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convhub", description="Document-conversion job server.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("serve", help="all-in-one: web + worker + beat on this machine")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--web-workers", type=int, default=2)
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("web", help="the web server (gunicorn)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--threads", type=int, default=8)
+    sp.add_argument("--access-log", action="store_true")
+    sp.set_defaults(func=cmd_web)
+
+    sp = sub.add_parser("worker", help="a Celery worker for beat tasks and callbacks")
+    sp.add_argument("--concurrency", type=int, default=2)
+    sp.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    sp.add_argument("--hostname", default="convhub@%h")
+    sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("beat", help="Celery beat (run exactly one)")
+    sp.set_defaults(func=cmd_beat)
+
+    sp = sub.add_parser("flower", help="Flower on the configured broker")
+    sp.add_argument("--port", type=int, default=None)
+    sp.add_argument("--address", default="127.0.0.1")
+    sp.set_defaults(func=cmd_flower)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    sp = db.add_parser("upgrade", help="alembic upgrade head")
+    sp.set_defaults(func=cmd_db_upgrade)
+
+    cl = sub.add_parser("clients", help="client applications (SOAP)").add_subparsers(dest="clients_command", required=True)
+    sp = cl.add_parser("add")
+    sp.add_argument("name")
+    sp.add_argument("--secret")
+    sp.set_defaults(func=cmd_clients_add)
+    sp = cl.add_parser("list")
+    sp.set_defaults(func=cmd_clients_list)
+    sp = cl.add_parser("remove")
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_clients_remove)
+
+    fa = sub.add_parser("factories", help="factories (XML-RPC)").add_subparsers(dest="factories_command", required=True)
+    sp = fa.add_parser("add")
+    sp.add_argument("name")
+    sp.add_argument("--secret")
+    sp.add_argument("--worker", action="append", required=True, metavar="APPLICATION|VERSION|DOCTYPES|FORMATS")
+    sp.set_defaults(func=cmd_factories_add)
+    sp = fa.add_parser("list")
+    sp.set_defaults(func=cmd_factories_list)
+    sp = fa.add_parser("disable")
+    sp.add_argument("name")
+    sp.add_argument("--enable", action="store_true", help="enable again")
+    sp.set_defaults(func=cmd_factories_disable)
+
+    jb = sub.add_parser("jobs", help="jobs").add_subparsers(dest="jobs_command", required=True)
+    sp = jb.add_parser("submit")
+    sp.add_argument("file")
+    sp.add_argument("--client", required=True)
+    sp.add_argument("--application", required=True)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--format", default="")
+    sp.add_argument("--pages", default=None, help="N, N-M or N- (default: all)")
+    sp.set_defaults(func=cmd_jobs_submit)
+    sp = jb.add_parser("list")
+    sp.add_argument("--state", type=int, choices=[0, 1, 2, 3, 4])
+    sp.add_argument("--client")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.set_defaults(func=cmd_jobs_list)
+    sp = jb.add_parser("show")
+    sp.add_argument("job", help="jobId or GUID")
+    sp.set_defaults(func=cmd_jobs_show)
+    sp = jb.add_parser("requeue")
+    sp.add_argument("job", help="jobId or GUID")
+    sp.set_defaults(func=cmd_jobs_requeue)
+
+    try:
+        from app.factory.cli import add_subcommands
+    except ImportError:
+        add_subcommands = None
+    if add_subcommands is not None:
+        add_subcommands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, ConfigError) as exc:
+        print(f"convhub: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback
+        from app.domain.errors import ConvhubError
+
+        if isinstance(exc, ConvhubError):
+            print(f"convhub: {exc.message}", file=sys.stderr)
+            return 1
+        if os.environ.get("CONVHUB_DEBUG"):
+            raise
+        print(f"convhub: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Peak server memory for one jobs.poll and one jobs.finish of an N MiB document.
+
+Runs the real WSGI app (werkzeug, threaded) in a subprocess, submits an N MiB job through the
+services, then for each call resets the server's peak RSS (/proc/PID/clear_refs = 5) and reads
+VmHWM afterwards. The client streams both ways, so only the server's memory is measured.
+
+    .venv/bin/python bench/bench_xmlrpc.py [--mib 100] [--database-url URL]
+
+Prints the numbers and writes bench/results/xmlrpc.json. Target: peak - idle < 4 x N MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SERVER = r"""
+import sys
+from pathlib import Path
+from werkzeug.serving import make_server
+from app.config import Settings
+from app.runtime import build_runtime
+from app.web import create_app
+data = Path(sys.argv[1])
+rt = build_runtime(Settings(data_dir=data, database_url=sys.argv[2]), broker=False)
+srv = make_server("127.0.0.1", 0, create_app(rt), threaded=True)
+print(srv.server_port, flush=True)
+srv.serve_forever()
+"""
+
+NAME, SECRET = "bench factory", "bench-secret"
+AUTH = "Basic " + base64.b64encode(f"{NAME}:{SECRET}".encode()).decode()
+
+
+def status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            k, v = line.split(":")
+            out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def call(port: int, body_parts: list[bytes] | None, length: int, sink: bool = True) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.putrequest("POST", "/xmlrpc")
+    for k, v in (("Content-Type", "text/xml"), ("Content-Length", str(length)), ("Authorization", AUTH)):
+        conn.putheader(k, v)
+    conn.endheaders()
+    for part in body_parts or []:
+        conn.send(part)
+    resp = conn.getresponse()
+    head = resp.read(4096)
+    total = len(head)
+    while chunk := resp.read(1 << 20):  # stream the response away: the client keeps nothing
+        total += len(chunk)
+    conn.close()
+    return total, head
+
+
+def xml_call(method: str, *params: str) -> bytes:
+    ps = "".join(f"<param><value><string>{p}</string></value></param>" for p in params)
+    return f"<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{ps}</params></methodCall>".encode()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=100)
+    ap.add_argument("--database-url", default="")
+    args = ap.parse_args()
+    n = args.mib
+    tmp = Path(tempfile.mkdtemp(prefix="convhub-bench-"))
+    db_url = args.database_url or f"sqlite:///{tmp / 'convhub.db'}"
+
+    from app.config import Settings
+    from app.db.migrate import upgrade
+    from app.runtime import build_runtime
+
+    upgrade(db_url)
+    settings = Settings(data_dir=tmp, database_url=db_url, max_document_bytes=max(n, 1) * 1024 * 1024)
+    rt = build_runtime(settings, broker=False)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import add_client, add_factory, submit_job  # type: ignore[import-not-found]
+
+    cid = add_client(rt)
+    add_factory(rt, NAME, SECRET)
+    block = os.urandom(1 << 20)
+    submit_job(rt, cid, block * n, fmt="pdf")
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CONVHUB_MAX_DOCUMENT_BYTES=str(settings.max_document_bytes))
+    server_code = SERVER.replace("Settings(data_dir=data, database_url=sys.argv[2])",
+                                 f"Settings(data_dir=data, database_url=sys.argv[2], max_document_bytes={settings.max_document_bytes})")
+    proc = subprocess.Popen([sys.executable, "-c", server_code, str(tmp), db_url], stdout=subprocess.PIPE, env=env)
+    try:
+        port = int(proc.stdout.readline())  # type: ignore[union-attr]
+        pid = proc.pid
+        body = xml_call("system.listMethods")
+        call(port, [body], len(body))  # warm-up: imports, auth cache, first connection
+        time.sleep(0.5)
+        idle = status(pid)["VmRSS"]
+
+        reset_peak(pid)
+        body = xml_call("jobs.poll", NAME)
+        t0 = time.perf_counter()
+        size, head = call(port, [body], len(body))
+        poll_s = time.perf_counter() - t0
+        poll_peak = status(pid)["VmHWM"]
+        text = head.decode("utf-8", "replace")
+        guid = text.split("<name>job</name>")[1].split("<string>")[1].split("</string>")[0]
+
+        # jobs.finish with an ~N MiB result, sent as xmlrpc.client.Binary would (base64 + newlines),
+        # built from blocks of a multiple of 3 bytes so their encodings concatenate.
+        head_b = (f"<?xml version='1.0'?><methodCall><methodName>jobs.finish</methodName><params>"
+                  f"<param><value><string>{NAME}</string></value></param><param><value><string>{guid}</string></value></param>"
+                  f"<param><value><string>pdf</string></value></param><param><value><base64>").encode()
+        tail_b = b"</base64></value></param></params></methodCall>"
+        block3 = block[: (len(block) // 3) * 3]
+        encoded = base64.encodebytes(block3)
+        parts = [head_b] + [encoded] * n + [tail_b]
+        length = sum(len(p) for p in parts)
+        reset_peak(pid)
+        t0 = time.perf_counter()
+        _, fhead = call(port, parts, length)
+        finish_s = time.perf_counter() - t0
+        finish_peak = status(pid)["VmHWM"]
+        assert b"<fault>" not in fhead, fhead[:500]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    mib = 1024 * 1024
+    res = {
+        "document_mib": n,
+        "database": db_url.split(":", 1)[0],
+        "server": "werkzeug threaded, subprocess",
+        "idle_rss_mib": round(idle / mib, 1),
+        "poll_peak_rss_mib": round(poll_peak / mib, 1),
+        "poll_peak_over_idle_mib": round((poll_peak - idle) / mib, 1),
+        "poll_response_bytes": size,
+        "poll_seconds": round(poll_s, 2),
+        "finish_peak_rss_mib": round(finish_peak / mib, 1),
+        "finish_peak_over_idle_mib": round((finish_peak - idle) / mib, 1),
+        "finish_request_bytes": length,
+        "finish_seconds": round(finish_s, 2),
+        "target_over_idle_mib": 4 * n,
+    }
+    for k, v in res.items():
+        print(f"{k:28} {v}")
+    out = ROOT / "bench" / "results" / "xmlrpc.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The Celery mirror and beat tasks on real brokers: embedded sqla+sqlite, Redis and RabbitMQ.
+
+Uses pytest-celery's in-process `celery_app` / `celery_worker` fixtures (its Docker fixtures cannot
+run here). The convhub tasks are registered on the test app and the worker gets our Runtime with a
+FakeClock, so lease expiry is driven by moving time, not by sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.db.models import Job
+from app.services.auth import FactoryIdentity
+from app.services.poll import poll
+from tasks import jobs as task_jobs
+from tasks.celery_app import make_celery
+from tests.conftest import WRITER, add_client, add_factory, close_runtime, make_settings, submit_job
+
+PAIR = ("LibreOffice Writer", "7.4")
+STALE = timedelta(seconds=120)
+
+
+@pytest.fixture(params=["sqla", "redis", "amqp"])
+def broker_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "sqla":
+        (tmp_path / "var").mkdir(exist_ok=True)
+        return f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}"
+    if request.param == "redis":
+        return request.getfixturevalue("redis_broker_url")
+    return request.getfixturevalue("amqp_broker_url")
+
+
+@pytest.fixture
+def settings(tmp_path, broker_url):  # type: ignore[no-untyped-def]
+    return make_settings(tmp_path, broker_url=broker_url, reclaim_interval_seconds=1)
+
+
+@pytest.fixture
+def celery_config(settings):  # type: ignore[no-untyped-def]
+    """pytest-celery's hook: our production configuration on the broker under test."""
+    conf = dict(make_celery(settings).conf)
+    keep = {k: conf[k] for k in ("broker_url", "broker_transport_options", "task_default_queue", "task_queues",
+                                 "task_serializer", "accept_content", "task_acks_late",
+                                 "worker_prefetch_multiplier", "enable_utc", "timezone")}
+    keep["result_backend"] = "cache+memory://"
+    return keep
+
+
+@pytest.fixture
+def celery_worker_parameters():  # type: ignore[no-untyped-def]
+    """Like `convhub worker`: the server's worker consumes only its own queue, never the per-pair ones."""
+    return {"queues": ("convhub",)}
+
+
+@pytest.fixture
+def rt(settings, clock, celery_app):  # type: ignore[no-untyped-def]
+    from app.runtime import build_runtime
+
+    celery_app.conf.convhub_settings = settings
+    task_jobs.register(celery_app)
+    runtime = build_runtime(settings, clock=clock, celery=celery_app)
+    task_jobs.set_runtime(runtime)
+    yield runtime
+    task_jobs.set_runtime(None)
+    close_runtime(runtime)
+
+
+def _factory(rt) -> FactoryIdentity:  # type: ignore[no-untyped-def]
+    add_factory(rt, "f1", "factory-secret-1", (WRITER,))
+    with rt.db.read_session() as s:
+        return rt.auth.factory(s, "f1", "factory-secret-1", rt.now())
+
+
+def _length(rt) -> int:  # type: ignore[no-untyped-def]
+    return rt.mirror.queue_length(*PAIR)
+
+
+def test_submit_publishes_after_commit_and_poll_takes_the_message(rt):
+    factory = _factory(rt)
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(3)]
+    assert _length(rt) == 3
+    # a rolled-back submit publishes nothing
+    with pytest.raises(RuntimeError):
+        with rt.db.session() as s:
+            from app.services import jobs
+
+            content = jobs.upload(s, rt.now(), client_id=client, filename="x.odt", parts=b"x", max_bytes=100)
+            jobs.submit(s, rt.now(), rt.mirror, client_id=client, content=content, application=PAIR[0], version=PAIR[1])
+            raise RuntimeError("roll back")
+    assert _length(rt) == 3
+    got = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
+    assert got.id == ids[0] and _length(rt) == 2
+    # a deleted job's message lingers until it reaches the head, where it is dropped
+    from app.services import jobs
+
+    with rt.db.session() as s:
+        jobs.delete_one(s, rt.now(), client, ids[1])
+    assert _length(rt) == 2
+    got = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
+    assert got.id == ids[2] and _length(rt) == 0
+    assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory) is None
+
+
+def test_reconcile_republishes_lost_messages(rt):
+    factory = _factory(rt)
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(4)]
+    with rt.celery.pool.acquire(block=True) as conn:  # a broker restart without persistence
+        from tasks.celery_app import pair_queue
+
+        pair_queue(*PAIR).bind(conn.default_channel).purge()
+    assert _length(rt) == 0
+    from app.services import jobs
+
+    with rt.db.session() as s:
+        repaired = jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE)
+    assert repaired == {"LibreOffice Writer|7.4": 4} and _length(rt) == 4
+    assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[0]
+    assert _length(rt) == 3
+
+
+def test_beat_reclaim_task_on_a_real_worker(rt, clock, celery_worker):
+    factory = _factory(rt)
+    client = add_client(rt)
+    job_id, _ = submit_job(rt, client)
+    claimed = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
+    assert claimed.id == job_id and _length(rt) == 0
+    clock.advance(rt.settings.lease_seconds)
+    # what beat sends every reclaim interval, executed by the real worker
+    rt.celery.send_task("convhub.reclaim", queue="convhub")
+    deadline = time.monotonic() + 30
+    state = None
+    while time.monotonic() < deadline:
+        with rt.db.read_session() as s:
+            job = s.scalar(select(Job).where(Job.id == job_id))
+            state = (job.state, job.attempts)
+        if state[0] == 0:
+            break
+        time.sleep(0.05)
+    assert state == (0, 1)
+    assert _length(rt) == 1  # back in its queue: the mirror is re-published
+    again = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
+    assert again.id == job_id and again.attempt == 2
+
+
+def test_claims_fall_back_to_the_database_when_the_broker_is_down(tmp_path, clock):
+    from app.runtime import build_runtime
+
+    settings = make_settings(tmp_path, broker_url="amqp://guest:guest@127.0.0.1:1//")  # nothing listens on port 1
+    rt = build_runtime(settings, clock=clock)
+    try:
+        factory = _factory(rt)
+        client = add_client(rt)
+        job_id, _ = submit_job(rt, client)  # publish fails after commit: logged, repaired later
+        got = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
+        assert got is not None and got.id == job_id
+    finally:
+        close_runtime(rt)
+
+
+def _drain_ids(rt) -> list[int]:  # type: ignore[no-untyped-def]
+    """Take every message off the pair's queue and return their job ids (destructive)."""
+    from tasks.celery_app import pair_queue
+    from tasks.mirror import message_job_id
+
+    ids = []
+    with rt.celery.pool.acquire(block=True) as conn:
+        q = pair_queue(*PAIR).bind(conn.default_channel)
+        while (msg := q.get(no_ack=False, accept=["json"])) is not None:
+            ids.append(message_job_id(msg.payload))
+            msg.ack()
+    return ids
+
+
+def test_reconcile_finds_lost_messages_hidden_by_stale_ones(rt, clock):
+    """One message lost, one stale (deleted job): equal lengths hide the loss until the backlog stalls."""
+    from app.services import jobs
+    from tasks.celery_app import pair_queue
+    from tasks.mirror import message_job_id
+
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(4)]
+    with rt.celery.pool.acquire(block=True) as conn:  # lose the head message (job ids[0] stays QUEUED)
+        msg = pair_queue(*PAIR).bind(conn.default_channel).get(no_ack=False, accept=["json"])
+        assert message_job_id(msg.payload) == ids[0]
+        msg.ack()
+    with rt.db.session() as s:
+        jobs.delete_one(s, rt.now(), client, ids[3])  # its message lingers
+    assert _length(rt) == 3  # == backlog of 3: the loss is hidden
+
+    with rt.db.session() as s:  # a fresh backlog: leave the stale message to drain at the head
+        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+    clock.advance(STALE.total_seconds() + 1)
+    with rt.db.session() as s:  # nothing moved: rebuild
+        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {"LibreOffice Writer|7.4": 0}
+    clock.advance(STALE.total_seconds() + 1)
+    with rt.db.session() as s:  # still the same stall: not rebuilt again
+        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+    assert _drain_ids(rt) == ids[:3]

@@ -57,20 +57,14 @@ def flower_argv(settings: Settings, *, port: int | None = None, address: str = "
 
 def known_pairs(settings: Settings) -> list[tuple[str, str]]:
     """Every (application, version) a factory serves or a QUEUED job waits for."""
-    from sqlalchemy import select, union
-
     from app.db.engine import Database
-    from app.db.models import FactoryWorker, Job
-    from app.services.jobs import IS_QUEUED
+    from app.services.admin import served_pairs
+    from app.services.jobs import queued_by_pair
 
     db = Database(settings.database_url, pool_size=1)
     try:
         with db.read_session() as s:
-            q = union(
-                select(FactoryWorker.application, FactoryWorker.version),
-                select(Job.application, Job.version).where(IS_QUEUED).distinct(),
-            )
-            return sorted((a, v) for a, v in s.execute(q).all())
+            return sorted(served_pairs(s, include_disabled=True) | set(queued_by_pair(s)))
     finally:
         db.dispose()
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import Celery
 
 from app.runtime import Runtime, build_runtime
-from app.services import callbacks, jobs
+from app.services import admin, callbacks, jobs
 
 log = logging.getLogger("convhub.tasks")
 
@@ -59,7 +59,11 @@ def register(app: Celery) -> None:
         rt = runtime_for(app)
         with rt.db.session() as s:
             repaired = jobs.reconcile(
-                s, rt.mirror, rt.now(), stale_after=timedelta(seconds=2 * rt.settings.reconcile_interval_seconds)
+                s,
+                rt.mirror,
+                rt.now(),
+                stale_after=timedelta(seconds=2 * rt.settings.reconcile_interval_seconds),
+                known_pairs=admin.served_pairs(s, include_disabled=True),  # idle pairs too: stale messages
             )
         if repaired:
             log.warning("mirror reconciled: %s", repaired)

@@ -117,6 +117,25 @@ class KombuMirror:
                 msg.requeue()
                 return
 
+    def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
+        return self._call(lambda: self._trim(application, version, is_queued, limit))
+
+    def _trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
+        dropped = 0
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            q = self._bound(conn, application, version)
+            while dropped < limit:
+                msg = q.get(no_ack=False, accept=["json"])
+                if msg is None:
+                    break
+                jid = message_job_id(msg.payload)
+                if jid is not None and is_queued(jid):
+                    msg.requeue()  # a live message: the stale ones behind it drain as claims reach them
+                    break
+                msg.ack()
+                dropped += 1
+        return dropped
+
     def queue_length(self, application: str, version: str) -> int | None:
         def count() -> int:
             with self.app.pool.acquire(block=True, timeout=5) as conn:

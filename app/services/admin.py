@@ -104,6 +104,14 @@ def list_factories(session: Session) -> list[dict[str, object]]:
     return out
 
 
+def served_pairs(session: Session, *, include_disabled: bool = False) -> set[tuple[str, str]]:
+    """(application, version) pairs some registered factory serves (enabled ones unless asked)."""
+    q = select(FactoryWorker.application, FactoryWorker.version).join(Factory, Factory.id == FactoryWorker.factory_id)
+    if not include_disabled:
+        q = q.where(Factory.disabled.is_(False))
+    return {(a, v) for a, v in session.execute(q.distinct()).all()}
+
+
 def served_targets(session: Session) -> list[WorkerSpec]:
     """(application, version, doctypes, formats) served by enabled factories, merged per pair."""
     merged: dict[tuple[str, str], tuple[set[str], set[str]]] = {}

@@ -591,6 +591,10 @@ def queued_ids(session: Session, pair: tuple[str, str]) -> list[int]:
     )
 
 
+# Stale messages dropped per pair per reconciliation at most (each costs a broker round trip).
+TRIM_LIMIT = 10_000
+
+
 def reconcile(
     session: Session, mirror: Mirror, now: datetime, *, stale_after: timedelta, known_pairs: Iterable[tuple[str, str]] = ()
 ) -> dict[str, int]:
@@ -601,6 +605,10 @@ def reconcile(
       lost message hidden by a stale one (of a deleted job), and a stalled queue never drains the
       stale ones. Once per stall: the head job of the rebuild is remembered (in `counters`), and
       the same stall is not rebuilt again.
+
+    A queue longer than its backlog holds stale messages (deleted jobs, or jobs claimed while
+    another process held their message): the stale heads are dropped, so an idle pair's queue
+    empties instead of keeping them until the next job arrives. Reported as a negative number.
     """
     backlog = queued_by_pair(session)
     repaired = {}
@@ -609,6 +617,11 @@ def reconcile(
         have = mirror.queue_length(*pair)
         if have is None:
             continue
+        if have > want:
+            dropped = mirror.trim(pair[0], pair[1], lambda jid: is_queued(session, jid), min(have - want, TRIM_LIMIT))
+            if dropped:
+                repaired[f"{pair[0]}|{pair[1]}"] = -dropped
+                have -= dropped
         marker = f"mirror_rebuilt_head:{pair[0]}|{pair[1]}"
         ids = None
         if have >= want:

@@ -15,6 +15,11 @@ class Mirror(Protocol):
         """Take this job's message off its pair's queue (dropping stale heads on the way)."""
         ...
 
+    def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
+        """Drop stale messages at the head of the pair's queue (up to `limit`, stopping at the first
+        message of a QUEUED job); return how many were dropped."""
+        ...
+
     def queue_length(self, application: str, version: str) -> int | None: ...
 
     def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
@@ -38,6 +43,9 @@ class NullMirror:
 
     def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
         return None
+
+    def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
+        return 0
 
     def queue_length(self, application: str, version: str) -> int | None:
         return None

@@ -25,10 +25,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import DELETED, Factory, FactoryWorker, Job
+from app.db.models import DELETED, Factory, Job
 from app.domain.states import JobState
 from app.runtime import Runtime
 from app.services import counters
+from app.services.admin import served_pairs
 
 log = logging.getLogger("convhub.metrics")
 
@@ -99,17 +100,6 @@ def _aware(value: object) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def served_pairs(session: Session) -> set[tuple[str, str]]:
-    """Pairs some enabled factory serves: they get explicit zeros, so alerts never see 'absent'."""
-    rows = session.execute(
-        select(FactoryWorker.application, FactoryWorker.version)
-        .join(Factory, Factory.id == FactoryWorker.factory_id)
-        .where(Factory.disabled.is_(False))
-        .distinct()
-    ).all()
-    return {(a, v) for a, v in rows}
-
-
 def factory_counts(session: Session, now: datetime) -> tuple[int, int, int]:
     """(registered, disabled, active within ACTIVE_WINDOW and enabled)."""
     total, disabled, active = session.execute(
@@ -140,7 +130,7 @@ class DatabaseCollector(Collector):
         try:
             with self.rt.db.read_session() as s:
                 stats = job_stats(s)
-                pairs = served_pairs(s)
+                pairs = served_pairs(s)  # explicit zeros, so alerts never see 'absent'
                 registered, disabled, active = factory_counts(s, now)
                 totals = counters.read_all(s)
         except Exception:  # noqa: BLE001 - a scrape must answer; the failure is itself a metric

@@ -202,3 +202,39 @@ def test_reconcile_finds_lost_messages_hidden_by_stale_ones(rt, clock):
     with rt.db.session() as s:  # still the same stall: not rebuilt again
         assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
     assert _drain_ids(rt) == ids[:3]
+
+
+def test_reconcile_drops_stale_messages_of_an_idle_pair(rt):
+    """Messages of jobs no longer QUEUED (deleted, or claimed while another process held their message)
+    would otherwise stay in an idle pair's queue until new work pushed them to the head."""
+    from app.services import admin, jobs
+
+    _factory(rt)  # the beat task checks every pair a registered factory serves, idle or not
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(3)]
+    with rt.db.session() as s:
+        for jid in ids:
+            jobs.delete_one(s, rt.now(), client, jid)
+    assert _length(rt) == 3
+
+    def reconcile() -> dict[str, int]:
+        with rt.db.session() as s:
+            pairs = admin.served_pairs(s, include_disabled=True)
+            return jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE, known_pairs=pairs)
+
+    assert reconcile() == {"LibreOffice Writer|7.4": -3}
+    assert _length(rt) == 0
+    assert reconcile() == {}  # nothing left to do
+
+
+def test_reconcile_trim_stops_at_a_live_message(rt):
+    from app.services import jobs
+
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(3)]
+    with rt.db.session() as s:  # the head stays QUEUED; the two behind it go stale
+        jobs.delete_one(s, rt.now(), client, ids[1])
+        jobs.delete_one(s, rt.now(), client, ids[2])
+    with rt.db.session() as s:
+        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+    assert sorted(_drain_ids(rt)) == ids  # nothing dropped past the live head

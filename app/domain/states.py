@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from app.domain.errors import BadJobState
+
 
 class JobState(IntEnum):
     QUEUED = 0
@@ -38,3 +40,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 def can_transition(src: JobState, dst: JobState) -> bool:
     return dst in TRANSITIONS[src]
+
+
+def require_transition(src: int, dst: JobState) -> None:
+    """Raise BadJobState unless `src -> dst` is legal; every state change in the services passes here."""
+    current = JobState(src)
+    if not can_transition(current, dst):
+        raise BadJobState(f"a {current.name} job cannot become {dst.name}")

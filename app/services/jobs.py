@@ -21,7 +21,7 @@ from app.db.models import DELETED, Blob, Callback, Content, Job, RangeDelete, Re
 from app.domain.errors import BadArgument, BadJobState, LeaseNotHeld, NotFound, NotOwner, TooLarge
 from app.domain.leases import LeasePolicy, after_lost_attempt, lease_is_live
 from app.domain.matching import DOCTYPES, FORMATS, WorkerSpec, doctype_of, validate_pages
-from app.domain.states import IN_FLIGHT, JobState
+from app.domain.states import IN_FLIGHT, JobState, require_transition
 from app.services import counters
 from app.services.ports import Mirror, Notifier
 
@@ -309,7 +309,9 @@ def _fence(job: Job, now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _fenced_update(session: Session, job: Job, now: datetime, **values: object) -> None:
+def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState, **values: object) -> None:
+    require_transition(job.state, state)
+    values["state"] = int(state)
     res = session.execute(update(Job).where(*_fence(job, now)).values(**values).execution_options(synchronize_session=False))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseNotHeld(f"lease on job {job.guid} was lost", job_id=job.id)
@@ -326,7 +328,7 @@ def extend(session: Session, now: datetime, policy: LeasePolicy, *, guid: str, o
     job = _held(session, now, guid, owner, token)
     assert job.leased_at is not None
     expires = max(policy.extended_expiry(job.leased_at, now), job.lease_expires or now)
-    _fenced_update(session, job, now, state=int(JobState.PROCESSING), lease_expires=expires, updated_at=now)
+    _fenced_update(session, job, now, state=JobState.PROCESSING, lease_expires=expires, updated_at=now)
     cap = job.leased_at + timedelta(seconds=policy.max_total_seconds)
     return Extended(expires, expires >= cap)
 
@@ -374,7 +376,7 @@ def finish(
         delete_blobs(session, [old_blob])
     session.add(result)
     _fenced_update(
-        session, job, now, state=int(JobState.COMPLETE), lease_token=None, lease_expires=None, updated_at=now, failure_reason=None
+        session, job, now, state=JobState.COMPLETE, lease_token=None, lease_expires=None, updated_at=now, failure_reason=None
     )
     _queue_callback(session, now, notifier, job.id, job.success_url, JobState.COMPLETE)
     return result.guid
@@ -388,7 +390,7 @@ def fail(
     reason = " ".join((reason or "failed").split())[:2000] or "failed"
     new = after_lost_attempt(job.attempts, job.max_attempts)
     _fenced_update(
-        session, job, now, state=int(new), lease_token=None, lease_expires=None, lease_owner=None, updated_at=now, failure_reason=reason
+        session, job, now, state=new, lease_token=None, lease_expires=None, lease_owner=None, updated_at=now, failure_reason=reason
     )
     _after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
     return new
@@ -531,6 +533,7 @@ def reclaim_expired(session: Session, now: datetime, notifier: Notifier, mirror:
     out = []
     for job in session.scalars(q).all():
         new = after_lost_attempt(job.attempts, job.max_attempts)
+        require_transition(job.state, new)
         res = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.lease_token == job.lease_token, Job.lease_expires <= now)
@@ -561,6 +564,8 @@ def requeue(session: Session, now: datetime, mirror: Mirror, job_id: int) -> Job
     job = session.get(Job, job_id)
     if job is None or job.state == DELETED:
         raise NotFound(f"unknown job {job_id}")
+    if job.state != JobState.QUEUED:  # a QUEUED job only gets a fresh attempt budget
+        require_transition(job.state, JobState.QUEUED)
     job.state = int(JobState.QUEUED)
     job.attempts = 0
     job.lease_token = job.lease_owner = None

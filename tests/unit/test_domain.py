@@ -4,10 +4,10 @@ import pytest
 
 from app.config import ConfigError, load_settings
 from app.domain.credentials import generate_secret, hash_secret, verify_secret
-from app.domain.errors import ConvhubError, LeaseNotHeld
+from app.domain.errors import BadJobState, ConvhubError, LeaseNotHeld
 from app.domain.leases import LeasePolicy, after_lost_attempt, lease_is_live
 from app.domain.matching import WorkerSpec, doctype_of, parse_pages, queue_name
-from app.domain.states import JobState, can_transition
+from app.domain.states import JobState, can_transition, require_transition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -26,6 +26,11 @@ def test_states_have_the_wire_numbers():
 )
 def test_transitions(src, dst, ok):
     assert can_transition(JobState(src), JobState(dst)) is ok
+    if ok:
+        require_transition(src, JobState(dst))
+    else:
+        with pytest.raises(BadJobState, match=f"{JobState(src).name} job cannot become {JobState(dst).name}"):
+            require_transition(src, JobState(dst))
 
 
 def test_lease_grant_extend_and_cap():

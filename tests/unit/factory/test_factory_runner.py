@@ -359,6 +359,8 @@ def test_sigterm_finishes_job_in_hand_then_exits_zero():
 
     def convert(job, cancel):
         os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread, which is in run()
+        # The handler runs in the main thread at its next bytecode: the signal lands during this job.
+        assert runner.stopping.wait(5)
         return "pdf", b"data"
 
     before = signal.getsignal(signal.SIGTERM)

@@ -45,6 +45,7 @@ bench: install system-deps
 	$(BIN)/python bench/bench_claims.py --out bench/results/claims.json
 	$(BIN)/python bench/bench_soap_delete.py --out bench/results/soap_delete.json
 	$(BIN)/python bench/bench_xmlrpc.py --mib 100
+	$(BIN)/python bench/bench_soap_large.py --mib 100
 	$(BIN)/python bench/bench_factory.py --out bench/results/factory.json
 	@echo "results: bench/results/*.json"
 

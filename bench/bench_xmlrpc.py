@@ -56,10 +56,12 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
 
-def call(port: int, body_parts: list[bytes] | None, length: int, sink: bool = True) -> tuple[int, bytes]:
+def call(port: int, body_parts: list[bytes] | None, length: int, path: str = "/xmlrpc", auth: bool = True) -> tuple[int, bytes]:
+    """POST the parts (streamed), read the response away; return its size and its first 4 KiB."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    conn.putrequest("POST", "/xmlrpc")
-    for k, v in (("Content-Type", "text/xml"), ("Content-Length", str(length)), ("Authorization", AUTH)):
+    conn.putrequest("POST", path)
+    headers = [("Content-Type", "text/xml"), ("Content-Length", str(length))] + ([("Authorization", AUTH)] if auth else [])
+    for k, v in headers:
         conn.putheader(k, v)
     conn.endheaders()
     for part in body_parts or []:

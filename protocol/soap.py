@@ -117,6 +117,10 @@ _STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
 # Largest base64 text one element can carry: libxml2's text-node limit without huge_tree, which we
 # keep off. contentUpload therefore accepts the document as one or more `content` parts.
 MAX_TEXT_NODE = 10_000_000
+# getContentConvertResult answers in `content` parts of this many bytes (8,000,000 base64 characters),
+# so a stock client (zeep, JAX-WS: libxml2 or similar limits) parses any result; a multiple of 3, so
+# each part's base64 stands alone.
+RESULT_PART_BYTES = 6_000_000
 
 
 # ------------------------------------------------------------------ wire types
@@ -271,14 +275,17 @@ def _upload(
     rt: Runtime, who: ClientIdentity, parts: Iterable[Iterable[bytes] | None], filename: str
 ) -> tuple[Any, ...]:
     # spyne hands a ByteArray over as a list of byte chunks; `content` may repeat (see MAX_TEXT_NODE).
-    chunks = [bytes(c) for part in parts if part for c in part]
+    chunks = [c for part in parts if part for c in part]
+    total = sum(len(c) for c in chunks)
+    if total > rt.settings.max_document_bytes:
+        raise TooLarge(f"document is {total} bytes; the limit is {rt.settings.max_document_bytes}")
     with rt.db.session() as s:
         content = jobs.upload(
             s,
             rt.now(),
             client_id=who.id,
             filename=filename,
-            parts=b"".join(chunks),
+            parts=chunks,  # stored chunk by chunk: no joined copy of the whole document
             max_bytes=rt.settings.max_document_bytes,
         )
         return (content.identifier,)
@@ -356,7 +363,9 @@ def _status(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
 def _result(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
     with rt.db.read_session() as s:
         r = jobs.result_of(s, who.id, job_id)
-        return (r.format, r.filename, [read_blob(s, r.blob_id)])
+        fmt, filename, data = r.format, r.filename, memoryview(read_blob(s, r.blob_id))
+    parts = [[data[i : i + RESULT_PART_BYTES]] for i in range(0, len(data), RESULT_PART_BYTES)]
+    return (fmt, filename, parts or [[b""]])
 
 
 def _targets(rt: Runtime, who: ClientIdentity) -> tuple[Any, ...]:
@@ -426,10 +435,11 @@ _STATUS_OP = _op(
         ("failureReason", _opt(Unicode)),
     ),
 )
+OPERATION_RESULT = "getContentConvertResult"  # streamed on success: protocol/soap_results.py
 _RESULT = _op(
-    "getContentConvertResult",
+    OPERATION_RESULT,
     ins=_ins(("jobId", _in(Long))),
-    outs=(("format", _opt(Unicode)), ("filename", _opt(Unicode)), ("content", _opt(ByteArray))),
+    outs=(("format", _opt(Unicode)), ("filename", _opt(Unicode)), ("content", _many(ByteArray))),
 )
 _TARGETS = _op("getConversionTargets", ins=_ins(), outs=(("conversionTarget", _many(ConversionTarget)),))
 
@@ -692,6 +702,14 @@ def size_limited(app: Callable[..., Any], limit: int) -> Callable[..., Any]:
 
 def mount(rt: Runtime, flask_app: Any, wsgi: Callable[..., Any]) -> DispatcherMiddleware:
     """Serve ContentService at /cds-controller/contentService (WSDL at ?wsdl) beside the Flask app."""
+    from protocol.soap_results import StreamedResults  # it imports this module's names
+
+    streamed = StreamedResults(spyne_wsgi_app(rt), rt, RESULT_PART_BYTES)
+    return DispatcherMiddleware(wsgi, {PATH: size_limited(streamed, rt.settings.max_request_bytes)})
+
+
+def spyne_wsgi_app(rt: Runtime) -> WsgiApplication:
+    """The spyne WSGI application alone (every operation, every status, the WSDL)."""
     app = build_application(rt)
     spyne_wsgi = WsgiApplication(app, max_content_length=rt.settings.max_request_bytes)
     # The WSDL's soap:address comes from the configured public URL, not from whoever asks first.
@@ -702,4 +720,4 @@ def mount(rt: Runtime, flask_app: Any, wsgi: Callable[..., Any]) -> DispatcherMi
     # spyne logs the whole request text of an unparsable message at ERROR: a 100 MB body or an
     # attacker's payload does not belong in the log.
     logging.getLogger("spyne.protocol.soap.soap11.invalid").setLevel(logging.CRITICAL)
-    return DispatcherMiddleware(wsgi, {PATH: size_limited(spyne_wsgi, rt.settings.max_request_bytes)})
+    return spyne_wsgi

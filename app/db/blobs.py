@@ -14,6 +14,10 @@ from .models import Blob, BlobChunk
 CHUNK = 1024 * 1024
 
 
+class BlobGone(Exception):
+    """The blob was purged (its job deleted) while it was being read."""
+
+
 def _rechunk(parts: Iterable[bytes]) -> Iterator[bytes]:
     buf = bytearray()
     for part in parts:
@@ -44,13 +48,22 @@ def store_blob(session: Session, parts: Iterable[bytes] | bytes, now: datetime) 
     return blob
 
 
+def chunk_seqs(session: Session, blob_id: int) -> list[int]:
+    return list(session.scalars(select(BlobChunk.seq).where(BlobChunk.blob_id == blob_id).order_by(BlobChunk.seq)).all())
+
+
+def read_chunk(session: Session, blob_id: int, seq: int) -> bytes | None:
+    data = session.scalar(select(BlobChunk.data).where(BlobChunk.blob_id == blob_id, BlobChunk.seq == seq))
+    return None if data is None else bytes(data)
+
+
 def iter_blob(session: Session, blob_id: int) -> Iterator[bytes]:
     """Yield the chunks in order, one query per chunk so only one chunk is held at a time."""
-    seqs = session.scalars(select(BlobChunk.seq).where(BlobChunk.blob_id == blob_id).order_by(BlobChunk.seq)).all()
-    for seq in seqs:
-        data = session.scalar(select(BlobChunk.data).where(BlobChunk.blob_id == blob_id, BlobChunk.seq == seq))
-        if data is not None:
-            yield bytes(data)
+    for seq in chunk_seqs(session, blob_id):
+        data = read_chunk(session, blob_id, seq)
+        if data is None:  # purged while being read: never hand out a document with a hole in it
+            raise BlobGone(f"blob {blob_id} lost chunk {seq} while being read")
+        yield data
 
 
 def read_blob(session: Session, blob_id: int) -> bytes:

@@ -120,7 +120,7 @@ def test_full_flow_with_callbacks(runtime, clock):
         assert (bad.get("jobStatus"), bad.get("attempts"), bad.get("failureReason")) == ("4", "3", "crash 3")
         res = call(srv, "getContentConvertResult", [("jobId", ids["7.4"])])
         assert (res.status, res.get("format"), res.get("filename")) == (200, "pdf", "letter.pdf")
-        assert base64.b64decode(res.get("content")) == b"%PDF-1.7 ok"
+        assert [base64.b64decode(c.text or "") for c in res.body.findall("content")] == [b"%PDF-1.7 ok"]
         assert call(srv, "getContentConvertResult", [("jobId", ids["24.2"])]).status == 518
         counts = call(srv, "getContentConvertCounts")
         assert [

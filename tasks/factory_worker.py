@@ -33,11 +33,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Celery
+from celery.exceptions import Reject
 from kombu import Queue
 
 from app.config import Settings
 from app.db.blobs import read_blob
-from app.domain.errors import BadArgument, LeaseNotHeld, NotFound, TooLarge
+from app.domain.errors import BadArgument, LeaseNotHeld, NotFound, TooLarge, Unavailable
 from app.domain.matching import WorkerSpec as DomainWorker
 from app.factory.converters import Converter
 from app.factory.converters import WorkerSpec as FactoryWorker
@@ -152,7 +153,7 @@ class _Heartbeat:
 class PushFactory:
     """The body of the ``convhub.convert`` task for one converter; thread-safe (threads pool).
 
-    ``counts`` tallies outcomes: dropped, finished, failed, abandoned.
+    ``counts`` tallies outcomes: dropped, finished, failed, abandoned, requeued (database away).
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class PushFactory:
         owner: str | None = None,
         timeout: float = 120.0,
         min_interval: float = 0.5,
+        db_backoff: float = 2.0,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self.rt = rt
@@ -170,6 +172,7 @@ class PushFactory:
         self.owner = owner or default_owner()
         self.timeout = timeout
         self.min_interval = min_interval
+        self.db_backoff = db_backoff
         self.workers = domain_workers(converter.workers())
         if not self.workers:
             raise ValueError("the converter serves no workers")
@@ -190,8 +193,16 @@ class PushFactory:
     def handle(self, job_id: int) -> str:
         """Claim, convert and report the job of one message; returns the outcome."""
         rt = self.rt
-        with rt.db.session() as s:
-            claimed = jobs.claim(s, rt.now(), rt.policy, owner=self.owner, workers=self.workers, job_id=job_id)
+        try:
+            with rt.db.session() as s:
+                claimed = jobs.claim(s, rt.now(), rt.policy, owner=self.owner, workers=self.workers, job_id=job_id)
+        except Unavailable:
+            # Not the job's fault: keep its message (requeued, not acked) and slow down while the
+            # database is away, instead of dropping the message and waiting for reconciliation.
+            log.warning("job %s: database unavailable; message requeued", job_id)
+            self._count("requeued")
+            self._sleep(self.db_backoff)
+            raise Reject("database unavailable", requeue=True) from None
         if claimed is None:
             log.info("job %s: not QUEUED for this factory any more; message dropped", job_id)
             return self._count("dropped")

@@ -183,6 +183,32 @@ def test_submitted_jobs_complete_exactly_once(push, broker_url):
     assert server.mirror.queue_length(*OTHER) == 1
 
 
+def test_database_away_at_claim_requeues_the_message(push, broker_url, monkeypatch):
+    """The first two claims find the database unavailable: the message goes back to its queue (not
+    acked and lost until reconciliation) and the job completes once the database answers again."""
+    from app.domain.errors import Unavailable
+
+    conv = FakeConverter()
+    server, app, factory, names = push(conv, broker_url)
+    factory.db_backoff = 0.01
+    client = add_client(server)
+    job_id, _ = submit_job(server, client)
+    real_claim, failures = jobs.claim, [2]
+
+    def flaky_claim(*a, **kw):  # type: ignore[no-untyped-def]
+        if failures[0]:
+            failures[0] -= 1
+            raise Unavailable("database unavailable")
+        return real_claim(*a, **kw)
+
+    monkeypatch.setattr(factory_worker.jobs, "claim", flaky_claim)
+    with worker(app, names):
+        wait_for(lambda: states(server, [job_id])[job_id][0] == 3, 30, "COMPLETE")
+    assert factory.counts == Counter(requeued=2, finished=1)
+    assert states(server, [job_id])[job_id] == (3, 1, "push-1")
+    assert server.mirror.queue_length(*PAIR) == 0
+
+
 def test_job_claimed_by_poll_is_dropped_and_stays_with_the_pull_factory(push, broker_url):
     conv = FakeConverter()
     server, app, factory, names = push(conv, broker_url)

@@ -117,6 +117,7 @@ _STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
 # Largest base64 text one element can carry: libxml2's text-node limit without huge_tree, which we
 # keep off. contentUpload therefore accepts the document as one or more `content` parts.
 MAX_TEXT_NODE = 10_000_000
+OPERATION_UPLOAD = "contentUpload"  # streamed on success: protocol/soap_streaming.py
 # getContentConvertResult answers in `content` parts of this many bytes (8,000,000 base64 characters),
 # so a stock client (zeep, JAX-WS: libxml2 or similar limits) parses any result; a multiple of 3, so
 # each part's base64 stands alone.
@@ -401,7 +402,7 @@ _DELETE_RANGE = _op(
     outs=(("deletedCount", _opt(Integer)), ("skippedCount", _opt(Integer))),
 )
 _UPLOAD = _op(
-    "contentUpload",
+    OPERATION_UPLOAD,
     ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode))),
     outs=(("contentIdentifier", _opt(Unicode)),),
 )
@@ -435,7 +436,7 @@ _STATUS_OP = _op(
         ("failureReason", _opt(Unicode)),
     ),
 )
-OPERATION_RESULT = "getContentConvertResult"  # streamed on success: protocol/soap_results.py
+OPERATION_RESULT = "getContentConvertResult"  # streamed on success: protocol/soap_streaming.py
 _RESULT = _op(
     OPERATION_RESULT,
     ins=_ins(("jobId", _in(Long))),
@@ -651,7 +652,7 @@ def build_application(rt: Runtime) -> Application:
     return app
 
 
-def _fault_response(
+def fault_response(
     start_response: Callable[..., Any], code: str, message: str, exc_info: Any = None
 ) -> list[bytes]:
     from xml.sax.saxutils import escape
@@ -684,27 +685,27 @@ def size_limited(app: Callable[..., Any], limit: int) -> Callable[..., Any]:
             try:
                 length = int(raw) if raw else None
             except ValueError:
-                return _fault_response(start_response, "Client", "bad Content-Length")
+                return fault_response(start_response, "Client", "bad Content-Length")
             if length is not None and length > limit:
-                return _fault_response(
+                return fault_response(
                     start_response, "Client.RequestTooLong", f"request body exceeds {limit} bytes"
                 )
             if (length == 0 or length is None) and not chunked:
-                return _fault_response(start_response, "Client", "empty request")
+                return fault_response(start_response, "Client", "empty request")
         try:
             return app(environ, start_response)  # type: ignore[no-any-return]
         except Exception:  # noqa: BLE001 - spyne let something escape: still a Fault, never a traceback
             log.exception("soap request failed outside an operation")
-            return _fault_response(start_response, "Server", "internal error", exc_info=sys.exc_info())
+            return fault_response(start_response, "Server", "internal error", exc_info=sys.exc_info())
 
     return guarded
 
 
 def mount(rt: Runtime, flask_app: Any, wsgi: Callable[..., Any]) -> DispatcherMiddleware:
     """Serve ContentService at /cds-controller/contentService (WSDL at ?wsdl) beside the Flask app."""
-    from protocol.soap_results import StreamedResults  # it imports this module's names
+    from protocol.soap_streaming import StreamedResults, StreamedUploads  # they import this module's names
 
-    streamed = StreamedResults(spyne_wsgi_app(rt), rt, RESULT_PART_BYTES)
+    streamed = StreamedUploads(StreamedResults(spyne_wsgi_app(rt), rt, RESULT_PART_BYTES), rt)
     return DispatcherMiddleware(wsgi, {PATH: size_limited(streamed, rt.settings.max_request_bytes)})
 
 

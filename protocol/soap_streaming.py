@@ -1,0 +1,340 @@
+"""The two SOAP operations that carry documents, streamed past spyne.
+
+spyne parses a request into an lxml tree and builds a response as one too, each whole in memory: a
+100 MiB upload cost the server +365 MiB and a 40 MiB result +390 MiB (bench/bench_soap_large.py).
+Two WSGI layers in front of spyne answer the *successful, plainly shaped* cases themselves:
+
+- `StreamedUploads`: a contentUpload over 1 MiB is spooled to a temporary file, checked in a first
+  streaming pass (shape, base64, size, credentials) and stored in a second, one `content` part at a
+  time.
+- `StreamedResults`: a getContentConvertResult is answered from the blob's chunks, one `content`
+  part at a time, with an exact Content-Length.
+
+Both answer byte for byte what spyne would have written. Anything else (another operation, an odd
+shape, a Header, a DOCTYPE, bad base64, any error status) goes to spyne with the request untouched,
+so spyne still owns every error status and every Fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from xml.sax.saxutils import escape
+
+from lxml import etree
+
+from app.db.blobs import BlobGone, chunk_seqs, read_chunk
+from app.db.models import Blob
+from app.metrics import SOAP_STATUS
+from app.runtime import Runtime
+from app.services import jobs
+from protocol.soap import NS, fault_response
+from protocol.soap import OPERATION_RESULT as OPERATION
+from protocol.soap import OPERATION_UPLOAD as UPLOAD
+
+log = logging.getLogger("convhub.soap")
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SMALL_REQUEST = 16 * 1024  # a result request is a few hundred bytes; anything larger goes to spyne
+FIELDS = ("clientApplicationId", "clientApplicationCredentials", "jobId")
+_LONG = re.compile(r"\s*[+-]?\d{1,19}\s*")
+_NOT_XML_CHAR = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+# The settings of HardenedSoap11: no entities, no DTD, no network, libxml2's default size limits.
+_HARDENED = dict(resolve_entities=False, huge_tree=False, no_network=True, load_dtd=False, dtd_validation=False)
+_PARSER = etree.XMLParser(**_HARDENED)  # type: ignore[arg-type]
+ENVELOPE, BODY = f"{{{SOAP_ENV}}}Envelope", f"{{{SOAP_ENV}}}Body"
+
+OPEN, CLOSE = b"<content>", b"</content>"
+
+
+def _response_head(op: str) -> bytes:
+    """What spyne writes before the fields of a 200 answer to `op`."""
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        f'<soap11env:Envelope xmlns:soap11env="{SOAP_ENV}" xmlns:tns="{NS}"><soap11env:Body>'
+        f"<tns:{op}Response><status>200</status>"
+    ).encode()
+
+
+def _response_tail(op: str) -> bytes:
+    return f"</tns:{op}Response></soap11env:Body></soap11env:Envelope>".encode()
+
+
+TAIL = _response_tail(OPERATION)
+
+
+def _head(fmt: str, filename: str) -> bytes:
+    return _response_head(OPERATION) + f"<format>{escape(fmt)}</format><filename>{escape(filename)}</filename>".encode()
+
+
+def part_sizes(size: int, part_bytes: int) -> list[int]:
+    """Sizes of the `content` parts for a document of `size` bytes (one empty part when empty)."""
+    full, rest = divmod(size, part_bytes)
+    return [part_bytes] * full + ([rest] if rest or not full else [])
+
+
+def body_length(head: bytes, size: int, part_bytes: int) -> int:
+    parts = part_sizes(size, part_bytes)
+    return len(head) + sum(len(OPEN) + 4 * ((n + 2) // 3) + len(CLOSE) for n in parts) + len(TAIL)
+
+
+def parse_request(body: bytes) -> tuple[str, str, int] | None:
+    """(client, secret, jobId) of a plain getContentConvertResultRequest, else None (spyne decides)."""
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None or root.tag != ENVELOPE:
+        return None
+    bodies = [el for el in root if el.tag == BODY]
+    if len(bodies) != 1 or len(bodies[0]) != 1 or bodies[0][0].tag != f"{{{NS}}}{OPERATION}Request":
+        return None
+    values: dict[str, str] = {}
+    for child in bodies[0][0]:
+        if not isinstance(child.tag, str):
+            continue  # comments, processing instructions
+        ns, _, local = child.tag.rpartition("}")
+        if ns not in ("", "{" + NS) or local not in FIELDS or local in values or len(child):
+            return None
+        values[local] = child.text or ""
+    if set(values) != set(FIELDS) or not _LONG.fullmatch(values["jobId"]):
+        return None
+    job_id = int(values["jobId"])
+    if not -(2**63) <= job_id < 2**63:
+        return None
+    return values["clientApplicationId"], values["clientApplicationCredentials"], job_id
+
+
+def content_parts(chunks: Iterable[bytes], part_bytes: int) -> Iterator[bytes]:
+    """`<content>` elements of at most `part_bytes` decoded bytes each, from a stream of chunks."""
+    buf = bytearray()
+    sent = False
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= part_bytes:
+            yield OPEN
+            yield base64.b64encode(buf[:part_bytes])
+            yield CLOSE
+            del buf[:part_bytes]
+            sent = True
+    if buf or not sent:
+        yield OPEN
+        yield base64.b64encode(buf)
+        yield CLOSE
+
+
+class StreamedResults:
+    """WSGI middleware: successful getContentConvertResult answered by streaming (see module doc)."""
+
+    def __init__(self, app: Callable[..., Any], rt: Runtime, part_bytes: int) -> None:
+        self.app, self.rt, self.part_bytes = app, rt, part_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        try:
+            length = int((environ.get("CONTENT_LENGTH") or "").strip() or -1)
+        except ValueError:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        if not 0 < length <= SMALL_REQUEST:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # spyne reads it again if we pass
+        request = parse_request(body)
+        found = self._find(request) if request else None
+        if found is None:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        fmt, filename, blob_id, size = found
+        head = _head(fmt, filename)
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "text/xml; charset=utf-8"),
+                ("Content-Length", str(body_length(head, size, self.part_bytes))),
+            ],
+        )
+        SOAP_STATUS.labels(OPERATION, "200").inc()
+        return self._stream(head, blob_id, size)
+
+    def _find(self, request: tuple[str, str, int]) -> tuple[str, str, int, int] | None:
+        """The result to stream, or None when spyne should answer (an error status, odd names)."""
+        name, secret, job_id = request
+        rt = self.rt
+        try:
+            with rt.db.read_session() as s:
+                who = rt.auth.client(s, name, secret, rt.now())
+                result = jobs.result_of(s, who.id, job_id)
+                size = s.get(Blob, result.blob_id).size  # type: ignore[union-attr]
+                found = (result.format or "", result.filename or "", result.blob_id, int(size))
+        except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
+            return None
+        if _NOT_XML_CHAR.search(found[0] + found[1]):
+            return None
+        return found
+
+    def _stream(self, head: bytes, blob_id: int, size: int) -> Iterator[bytes]:
+        yield head
+        yield from content_parts(self._chunks(blob_id, size), self.part_bytes)
+        yield TAIL
+
+    def _chunks(self, blob_id: int, size: int) -> Iterator[bytes]:
+        """The blob's chunks, each read in its own short session (a slow client holds no connection).
+
+        A blob purged meanwhile (its job deleted) raises BlobGone: the server drops the connection
+        short of Content-Length, so the client sees a failed transfer, never a document with a hole."""
+        with self.rt.db.read_session() as s:
+            seqs = chunk_seqs(s, blob_id)
+        sent = 0
+        for seq in seqs:
+            with self.rt.db.read_session() as s:
+                data = read_chunk(s, blob_id, seq)
+            if data is None:
+                break
+            sent += len(data)
+            yield data
+        if sent != size:
+            log.warning("result blob %s was purged while being streamed; response cut short", blob_id)
+            raise BlobGone(f"blob {blob_id}: {sent} of {size} bytes left to stream")
+
+
+# ------------------------------------------------------------------ contentUpload
+
+STREAM_UPLOADS_OVER = 1024 * 1024  # smaller uploads go to spyne: spooling them gains nothing
+_UPLOAD_ORDER = re.compile(r"IC(B)+F")  # clientApplicationId, clientApplicationCredentials, content+, filename
+_UPLOAD_CODES = {"clientApplicationId": "I", "clientApplicationCredentials": "C", "content": "B", "filename": "F"}
+
+
+class NotPlain(Exception):
+    """The request is not a plainly shaped contentUploadRequest: spyne decides what it is."""
+
+
+def upload_fields(fileobj: Any) -> Iterator[tuple[str, str]]:
+    """(name, text) of each child of a plainly shaped contentUploadRequest, in document order, parsed
+    as a stream (each child's text is freed once yielded); NotPlain for any other shape."""
+    depth = 0
+    try:
+        for event, el in etree.iterparse(fileobj, events=("start", "end"), **_HARDENED):
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    info = el.getroottree().docinfo
+                    if el.tag != ENVELOPE or info.doctype or info.internalDTD is not None:
+                        raise NotPlain("not a SOAP 1.1 envelope")
+                elif depth == 2 and el.tag != BODY:
+                    raise NotPlain("a Header (or something else) before the Body")
+                elif depth == 3 and (el.tag != f"{{{NS}}}{UPLOAD}Request" or el.getprevious() is not None):
+                    raise NotPlain("another operation")
+                elif depth > 4:
+                    raise NotPlain("nested elements")
+                continue
+            if depth == 4:
+                ns, _, local = el.tag.rpartition("}")
+                if ns not in ("", "{" + NS) or local not in _UPLOAD_CODES or len(el):
+                    raise NotPlain(f"unexpected element {local}")
+                yield local, el.text or ""
+                el.clear()
+                while el.getprevious() is not None:  # drop what was handled: memory stays flat
+                    del el.getparent()[0]
+            elif depth == 3 and el.getnext() is not None:
+                raise NotPlain("more than one operation")
+            depth -= 1
+    except etree.XMLSyntaxError as exc:
+        raise NotPlain("not well-formed XML") from exc
+
+
+def _decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text)  # as spyne decodes a ByteArray: non-alphabet characters skipped
+    except (binascii.Error, ValueError) as exc:
+        raise NotPlain("invalid base64") from exc
+
+
+class StreamedUploads:
+    """WSGI middleware: a successful contentUpload over `threshold` bytes, stored as a stream."""
+
+    def __init__(self, app: Callable[..., Any], rt: Runtime, threshold: int = STREAM_UPLOADS_OVER) -> None:
+        self.app, self.rt, self.threshold = app, rt, threshold
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        try:
+            length = int((environ.get("CONTENT_LENGTH") or "").strip() or -1)
+        except ValueError:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        if length <= self.threshold:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to spyne on fallback; closed with its owner
+        received = _copy(environ["wsgi.input"], spool, length)
+        if received < length:
+            spool.close()
+            return fault_response(start_response, "Client", f"request body ended after {received} of {length} bytes")
+        identifier = None
+        try:
+            identifier = self._store(spool)
+        except NotPlain as exc:
+            log.debug("contentUpload handed to spyne: %s", exc)
+        except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
+            log.debug("contentUpload handed to spyne after an error", exc_info=True)
+        if identifier is None:
+            spool.seek(0)
+            environ["wsgi.input"] = spool
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        spool.close()
+        body = _response_head(UPLOAD) + f"<contentIdentifier>{escape(identifier)}</contentIdentifier>".encode()
+        body += _response_tail(UPLOAD)
+        start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
+        SOAP_STATUS.labels(UPLOAD, "200").inc()
+        return [body]
+
+    def _store(self, spool: Any) -> str:
+        """Pass 1 checks everything that could fail (shape, base64, size, credentials); pass 2 stores.
+        Any failure raises before or rolls back, and the caller hands the request to spyne."""
+        rt = self.rt
+        spool.seek(0)
+        order, fields, size = [], {}, 0
+        for name, text in upload_fields(spool):
+            order.append(_UPLOAD_CODES[name])
+            if name == "content":
+                size += len(_decode(text))
+            else:
+                fields[name] = text
+        if not _UPLOAD_ORDER.fullmatch("".join(order)):
+            raise NotPlain("fields out of order or repeated")
+        if not 0 < size <= rt.settings.max_document_bytes:
+            raise NotPlain("empty or too large: spyne answers 599")
+        with rt.db.read_session() as s:
+            who = rt.auth.client(s, fields["clientApplicationId"], fields["clientApplicationCredentials"], rt.now())
+
+        def parts() -> Iterator[bytes]:
+            spool.seek(0)
+            for name, text in upload_fields(spool):
+                if name == "content":
+                    yield _decode(text)
+
+        with rt.db.session() as s:
+            content = jobs.upload(
+                s, rt.now(), client_id=who.id, filename=fields["filename"], parts=parts(),
+                max_bytes=rt.settings.max_document_bytes,
+            )
+            return content.identifier
+
+
+def _copy(source: Any, target: Any, length: int) -> int:
+    """Copy up to `length` bytes in 1 MiB reads; returns how many arrived."""
+    received = 0
+    while received < length:
+        chunk = source.read(min(1 << 20, length - received))
+        if not chunk:
+            break
+        target.write(chunk)
+        received += len(chunk)
+    return received

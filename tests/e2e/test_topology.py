@@ -260,6 +260,32 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
         )
         assert busy >= 2  # the work was really shared
 
+        # Results over SOAP through gunicorn (answered by the streaming layer): what the factory sent.
+        with requests.Session() as s:
+            for job_id in job_ids[:5]:
+                res = _soap(s, base, "getContentConvertResult", jobId=str(job_id))
+                with rt.db.read_session() as db:
+                    guid = db.scalar(select(Job.guid).where(Job.id == job_id))
+                body = b"".join(base64.b64decode(c.text or "") for c in _local(res, "content"))
+                assert body == b"%PDF-1.4 fake result for " + (guid or "").encode()
+            # A 3 MiB upload through gunicorn (spooled and stored by the streaming layer), intact.
+            big = os.urandom(3 * 1024 * 1024)
+            step = 1024 * 1024
+            parts = "".join(f"<content>{base64.b64encode(big[i : i + step]).decode()}</content>" for i in range(0, len(big), step))
+            up = s.post(
+                base + SOAP_PATH,
+                data=_envelope("contentUpload", filename="big.odt").replace(b"<filename>", parts.encode() + b"<filename>"),
+                headers={"Content-Type": "text/xml; charset=utf-8"},
+                timeout=60,
+            )
+            assert up.status_code == 200 and b"<status>200</status>" in up.content, up.text[:500]
+            ident = up.content.split(b"<contentIdentifier>")[1].split(b"</contentIdentifier>")[0].decode()
+            from app.db.blobs import read_blob
+            from app.db.models import Content
+
+            with rt.db.read_session() as db:
+                assert read_blob(db, db.scalar(select(Content.blob_id).where(Content.identifier == ident))) == big
+
         # Counts over SOAP agree with the database.
         with requests.Session() as s:
             counts = _soap(s, base, "getContentConvertCounts")

@@ -7,6 +7,8 @@ longer QUEUED is dropped wherever it is met.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
@@ -32,6 +34,20 @@ def message_job_id(body: object) -> int | None:
         args = body[0] if isinstance(body, list | tuple) else None  # type: ignore[index]
         return int(args[0]) if args else None  # type: ignore[index]
     except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+# Redis: how far from the head a claim looks for its job's message, in two steps (8 first: most
+# messages are near the head; every element read is about 1 KB).
+REDIS_WINDOWS = (8, MAX_SKIP - 8)
+
+
+def redis_job_id(raw: bytes) -> int | None:
+    """Job id of a kombu Redis list element (JSON envelope, body base64 of the Celery message)."""
+    try:
+        envelope = json.loads(raw)
+        return message_job_id(json.loads(base64.b64decode(envelope["body"])))
+    except (ValueError, TypeError, KeyError):
         return None
 
 
@@ -102,6 +118,9 @@ class KombuMirror:
     def _remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             q = self._bound(conn, application, version)
+            if conn.transport.driver_type == "redis":
+                self._remove_redis(conn.default_channel, q.name, job_id, is_queued)
+                return
             for _ in range(MAX_SKIP):
                 msg = q.get(no_ack=False, accept=["json"])
                 if msg is None:
@@ -135,6 +154,31 @@ class KombuMirror:
                 msg.ack()
                 dropped += 1
         return dropped
+
+    @staticmethod
+    def _remove_redis(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
+        """Redis: take this job's message out of the list by value, wherever it is near the head.
+
+        kombu requeues a message on Redis at the tail, so the get-and-requeue walk would move
+        other jobs' messages to the back and leave this one behind. A Redis list can be read
+        without taking anything (LRANGE) and an element removed by value (LREM), so nothing else
+        moves. The head is the right end (kombu publishes with LPUSH and consumes with RPOP).
+        """
+        client, key = channel.client, channel._q_for_pri(queue, 0)
+        kept = 0  # live messages of other jobs at the head, left where they are
+        for size in REDIS_WINDOWS:
+            window = client.lrange(key, -(kept + size), -1 - kept)
+            for raw in reversed(window):  # from the head
+                jid = redis_job_id(raw)
+                if jid == job_id:
+                    client.lrem(key, -1, raw)
+                    return
+                if jid is None or not is_queued(jid):
+                    client.lrem(key, -1, raw)  # stale: its job was deleted or handed out already
+                else:
+                    kept += 1
+            if len(window) < size:
+                return  # the whole queue was looked at
 
     def queue_length(self, application: str, version: str) -> int | None:
         def count() -> int:

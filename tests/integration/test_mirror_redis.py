@@ -1,0 +1,71 @@
+"""On Redis a claim takes its job's message out by value: other messages keep their places."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.services import admin, jobs
+from app.services.poll import poll
+from tasks.celery_app import pair_queue
+from tasks.mirror import MAX_SKIP, redis_job_id
+from tests.conftest import add_client, add_factory, submit_job
+
+PAIR = ("LibreOffice Writer", "7.4")
+
+
+@pytest.fixture
+def rt(make_runtime, redis_broker_url):  # type: ignore[no-untyped-def]
+    return make_runtime(broker_url=redis_broker_url)
+
+
+def order(rt) -> list[int]:  # type: ignore[no-untyped-def]
+    """Job ids in the pair's list, head first, read without taking anything."""
+    with rt.celery.pool.acquire(block=True) as conn:
+        ch = conn.default_channel
+        return [redis_job_id(raw) for raw in reversed(ch.client.lrange(ch._q_for_pri(pair_queue(*PAIR).name, 0), 0, -1))]
+
+
+def republish(rt, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """Replace the queue's content with messages for these jobs, in this order (head first)."""
+    with rt.celery.pool.acquire(block=True) as conn:
+        pair_queue(*PAIR).bind(conn.default_channel).purge()
+    for jid in ids:
+        rt.mirror.publish(jid, *PAIR)
+
+
+def test_claim_removes_its_message_by_value_and_drops_stale_ones_ahead(rt):
+    add_factory(rt)
+    client = add_client(rt)
+    a, b, c, d = (submit_job(rt, client)[0] for _ in range(4))
+    with rt.db.session() as s:
+        jobs.delete_one(s, rt.now(), client, c)  # c goes stale
+    republish(rt, [b, c, a, d])  # commit order differed from submission order: a is not at the head
+    with rt.db.read_session() as s:
+        factory = rt.auth.factory(s, "factory-1", "factory-secret-1", rt.now())
+    assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == a  # oldest first, by the database
+    assert order(rt) == [b, d]  # a's message out, c's stale one dropped on the way, b and d in place
+    assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == b
+    assert order(rt) == [d]
+
+
+def test_a_message_beyond_the_window_stays_stale_until_reconciliation_trims_it(rt):
+    add_factory(rt)
+    client = add_client(rt)
+    ids = [submit_job(rt, client)[0] for _ in range(MAX_SKIP + 2)]
+    oldest = ids[0]
+    republish(rt, ids[1:] + [oldest])  # the oldest job's message at the very back
+    with rt.db.read_session() as s:
+        factory = rt.auth.factory(s, "factory-1", "factory-secret-1", rt.now())
+    assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == oldest
+    assert order(rt) == ids[1:] + [oldest]  # looked at MAX_SKIP live messages and moved none
+    for jid in ids[1:]:  # every other job's message is at the head when its claim comes
+        assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == jid
+    assert order(rt) == [oldest]  # stale, on an idle pair
+    with rt.db.session() as s:
+        pairs = admin.served_pairs(s, include_disabled=True)
+        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=timedelta(hours=1), known_pairs=pairs) == {
+            "LibreOffice Writer|7.4": -1
+        }
+    assert order(rt) == []

@@ -10,6 +10,7 @@ from celery import Celery
 
 from app.runtime import Runtime, build_runtime
 from app.services import admin, callbacks, jobs
+from tasks.mirror import KombuMirror
 
 log = logging.getLogger("convhub.tasks")
 
@@ -67,6 +68,9 @@ def register(app: Celery) -> None:
             )
         if repaired:
             log.warning("mirror reconciled: %s", repaired)
+        swept = rt.mirror.sweep_consumed() if isinstance(rt.mirror, KombuMirror) else 0
+        if swept:
+            log.info("embedded broker: %d consumed message rows deleted", swept)
         return repaired
 
     @app.task(name="convhub.purge_deleted", ignore_result=True, shared=False)

@@ -180,6 +180,27 @@ class KombuMirror:
             if len(window) < size:
                 return  # the whole queue was looked at
 
+    def sweep_consumed(self, batch: int = 10_000) -> int:
+        """Embedded SQL broker only: delete the rows of messages already taken.
+
+        kombu's SQLAlchemy transport marks a taken message invisible and never deletes it (acks and
+        requeues are in memory; a requeue inserts a new row), so without this the broker database
+        grows by every message ever sent. Returns how many rows went; 0 on other brokers."""
+        with self.app.pool.acquire(block=True, timeout=5) as conn:
+            if conn.transport.driver_type != "sql":
+                return 0
+            channel = conn.default_channel
+            model, session = channel.message_cls, channel.session
+            total = 0
+            while True:
+                ids = [i for (i,) in session.query(model.id).filter(model.visible.is_(False)).limit(batch)]
+                if ids:
+                    session.query(model).filter(model.id.in_(ids)).delete(synchronize_session=False)
+                session.commit()
+                total += len(ids)
+                if len(ids) < batch:
+                    return total
+
     def queue_length(self, application: str, version: str) -> int | None:
         def count() -> int:
             with self.app.pool.acquire(block=True, timeout=5) as conn:

@@ -238,3 +238,37 @@ def test_reconcile_trim_stops_at_a_live_message(rt):
     with rt.db.session() as s:
         assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
     assert sorted(_drain_ids(rt)) == ids  # nothing dropped past the live head
+
+
+def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
+    """kombu's SQL transport keeps every taken message as an invisible row; reconcile deletes them."""
+    from sqlalchemy import create_engine, text
+
+    from app.runtime import build_runtime
+
+    (tmp_path / "var").mkdir(exist_ok=True)
+    broker_db = tmp_path / "var" / "broker.db"
+    settings = make_settings(tmp_path, broker_url=f"sqla+sqlite:///{broker_db}")
+    celery = make_celery(settings)
+    rt = build_runtime(settings, clock=clock, celery=celery)
+    try:
+        factory = _factory(rt)
+        client = add_client(rt)
+        ids = [submit_job(rt, client)[0] for _ in range(5)]
+        for expected in ids[:3]:
+            assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == expected
+        engine = create_engine(f"sqlite:///{broker_db}")
+
+        def rows() -> dict[bool, int]:
+            with engine.connect() as c:
+                return {bool(v): n for v, n in c.execute(text("SELECT visible, count(*) FROM kombu_message GROUP BY visible"))}
+
+        assert rows() == {False: 3, True: 2}  # the three taken messages are still there, invisible
+        task_jobs.set_runtime(rt)
+        celery.tasks["convhub.reconcile"].apply()  # what beat runs every reconcile interval
+        assert rows() == {True: 2}
+        assert _length(rt) == 2 and poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[3]
+        engine.dispose()
+    finally:
+        task_jobs.set_runtime(None)
+        close_runtime(rt)

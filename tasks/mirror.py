@@ -37,18 +37,44 @@ def message_job_id(body: object) -> int | None:
         return None
 
 
-# Redis: how far from the head a claim looks for its job's message, in two steps (8 first: most
-# messages are near the head; every element read is about 1 KB).
-REDIS_WINDOWS = (8, MAX_SKIP - 8)
+# Redis and the SQL broker: how far from the head a claim looks for its job's message, in two
+# steps (8 first: most messages are near the head; every message read is about 1 KB).
+WINDOWS = (8, MAX_SKIP - 8)
 
 
-def redis_job_id(raw: bytes) -> int | None:
-    """Job id of a kombu Redis list element (JSON envelope, body base64 of the Celery message)."""
+def envelope_job_id(raw: bytes | str) -> int | None:
+    """Job id of a message as kombu stores it on Redis and in SQL (a JSON envelope whose body is
+    the base64 of the Celery message)."""
     try:
         envelope = json.loads(raw)
         return message_job_id(json.loads(base64.b64decode(envelope["body"])))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def remove_in_place(
+    peek: Callable[[int, int], list[tuple[object, bytes | str]]],
+    drop: Callable[[object], None],
+    job_id: int,
+    is_queued: Callable[[int], bool],
+) -> None:
+    """Take `job_id`'s message out of a queue that can be read without taking (peek(skip, n) gives
+    (handle, raw) pairs from the head) and cut anywhere (drop(handle)); stale messages met on the
+    way go too, live ones stay where they are."""
+    kept = 0  # live messages of other jobs at the head, left in place
+    for size in WINDOWS:
+        window = peek(kept, size)
+        for handle, raw in window:
+            jid = envelope_job_id(raw)
+            if jid == job_id:
+                drop(handle)
+                return
+            if jid is None or not is_queued(jid):
+                drop(handle)  # stale: its job was deleted or handed out already
+            else:
+                kept += 1
+        if len(window) < size:
+            return  # the whole queue was looked at
 
 
 class BrokerDown(Exception):
@@ -121,6 +147,10 @@ class KombuMirror:
             if conn.transport.driver_type == "redis":
                 self._remove_redis(conn.default_channel, q.name, job_id, is_queued)
                 return
+            if conn.transport.driver_type == "sql":
+                self._remove_sql(conn.default_channel, q.name, job_id, is_queued)
+                return
+            # RabbitMQ: get from the head; a requeued message keeps its place there.
             for _ in range(MAX_SKIP):
                 msg = q.get(no_ack=False, accept=["json"])
                 if msg is None:
@@ -157,28 +187,40 @@ class KombuMirror:
 
     @staticmethod
     def _remove_redis(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
-        """Redis: take this job's message out of the list by value, wherever it is near the head.
-
-        kombu requeues a message on Redis at the tail, so the get-and-requeue walk would move
-        other jobs' messages to the back and leave this one behind. A Redis list can be read
-        without taking anything (LRANGE) and an element removed by value (LREM), so nothing else
-        moves. The head is the right end (kombu publishes with LPUSH and consumes with RPOP).
-        """
+        """Redis: LRANGE near the head, LREM by value. (kombu requeues at the tail on Redis, so the
+        get-and-requeue walk would send other jobs' messages to the back and leave this one behind.)
+        The head is the right end: kombu publishes with LPUSH and consumes with RPOP."""
         client, key = channel.client, channel._q_for_pri(queue, 0)
-        kept = 0  # live messages of other jobs at the head, left where they are
-        for size in REDIS_WINDOWS:
-            window = client.lrange(key, -(kept + size), -1 - kept)
-            for raw in reversed(window):  # from the head
-                jid = redis_job_id(raw)
-                if jid == job_id:
-                    client.lrem(key, -1, raw)
-                    return
-                if jid is None or not is_queued(jid):
-                    client.lrem(key, -1, raw)  # stale: its job was deleted or handed out already
-                else:
-                    kept += 1
-            if len(window) < size:
-                return  # the whole queue was looked at
+
+        def peek(skip: int, n: int) -> list[tuple[object, bytes]]:
+            return [(raw, raw) for raw in reversed(client.lrange(key, -(skip + n), -1 - skip))]
+
+        remove_in_place(peek, lambda raw: client.lrem(key, -1, raw), job_id, is_queued)
+
+    @staticmethod
+    def _remove_sql(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
+        """kombu's SQL broker (the embedded default): read the visible rows from the head, delete by
+        id. (A requeue there inserts a new row at the tail.)"""
+        from sqlalchemy import text
+
+        model, session = channel.message_cls, channel.session
+        queue_id = channel._get_or_create(queue).id
+        if session.bind.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE TRANSACTION"))  # as kombu's own get: no lock upgrade
+        try:
+
+            def peek(skip: int, n: int) -> list[tuple[object, str]]:
+                q = session.query(model.id, model.payload).filter(model.queue_id == queue_id, model.visible.is_(True))
+                return [(i, raw) for i, raw in q.order_by(model.sent_at, model.id).offset(skip).limit(n)]
+
+            def drop(row_id: object) -> None:
+                session.query(model).filter(model.id == row_id).delete(synchronize_session=False)
+
+            remove_in_place(peek, drop, job_id, is_queued)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
     def sweep_consumed(self, batch: int = 10_000) -> int:
         """Embedded SQL broker only: delete the rows of messages already taken.

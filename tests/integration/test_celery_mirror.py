@@ -254,20 +254,31 @@ def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
     try:
         factory = _factory(rt)
         client = add_client(rt)
-        ids = [submit_job(rt, client)[0] for _ in range(5)]
-        for expected in ids[:3]:
-            assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == expected
+        ids = [submit_job(rt, client)[0] for _ in range(6)]
         engine = create_engine(f"sqlite:///{broker_db}")
 
         def rows() -> dict[bool, int]:
             with engine.connect() as c:
                 return {bool(v): n for v, n in c.execute(text("SELECT visible, count(*) FROM kombu_message GROUP BY visible"))}
 
+        assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[0]
+        assert rows() == {True: 5}  # a claim deletes its message's row outright
+        from tasks.celery_app import pair_queue
+
+        from app.services import jobs
+
+        with rt.db.session() as s:
+            for jid in ids[1:4]:
+                jobs.delete_one(s, rt.now(), client, jid)
+        with rt.celery.pool.acquire(block=True) as conn:  # consumers (workers, push factories) get and ack
+            q = pair_queue(*PAIR).bind(conn.default_channel)
+            for _ in range(3):
+                q.get(no_ack=False, accept=["json"]).ack()
         assert rows() == {False: 3, True: 2}  # the three taken messages are still there, invisible
         task_jobs.set_runtime(rt)
         celery.tasks["convhub.reconcile"].apply()  # what beat runs every reconcile interval
         assert rows() == {True: 2}
-        assert _length(rt) == 2 and poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[3]
+        assert _length(rt) == 2 and poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[4]
         engine.dispose()
     finally:
         task_jobs.set_runtime(None)

@@ -1,4 +1,5 @@
-"""On Redis a claim takes its job's message out by value: other messages keep their places."""
+"""On Redis and the embedded SQL broker a claim takes its job's message out where it is: other
+messages keep their places (kombu would requeue them at the tail on both)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,32 @@ import pytest
 from app.services import admin, jobs
 from app.services.poll import poll
 from tasks.celery_app import pair_queue
-from tasks.mirror import MAX_SKIP, redis_job_id
+from tasks.mirror import MAX_SKIP, envelope_job_id
 from tests.conftest import add_client, add_factory, submit_job
 
 PAIR = ("LibreOffice Writer", "7.4")
 
 
-@pytest.fixture
-def rt(make_runtime, redis_broker_url):  # type: ignore[no-untyped-def]
-    return make_runtime(broker_url=redis_broker_url)
+@pytest.fixture(params=["redis", "sqla"])
+def rt(request, make_runtime, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "redis":
+        return make_runtime(broker_url=request.getfixturevalue("redis_broker_url"))
+    (tmp_path / "var").mkdir(exist_ok=True)
+    return make_runtime(broker_url=f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}")
 
 
-def order(rt) -> list[int]:  # type: ignore[no-untyped-def]
-    """Job ids in the pair's list, head first, read without taking anything."""
+def order(rt) -> list[int | None]:  # type: ignore[no-untyped-def]
+    """Job ids in the pair's queue, head first, read without taking anything."""
+    name = pair_queue(*PAIR).name
     with rt.celery.pool.acquire(block=True) as conn:
         ch = conn.default_channel
-        return [redis_job_id(raw) for raw in reversed(ch.client.lrange(ch._q_for_pri(pair_queue(*PAIR).name, 0), 0, -1))]
+        if conn.transport.driver_type == "redis":
+            return [envelope_job_id(raw) for raw in reversed(ch.client.lrange(ch._q_for_pri(name, 0), 0, -1))]
+        m = ch.message_cls
+        rows = ch.session.query(m.payload).filter(m.queue_id == ch._get_or_create(name).id, m.visible.is_(True))
+        ids = [envelope_job_id(raw) for (raw,) in rows.order_by(m.sent_at, m.id)]
+        ch.session.commit()
+        return ids
 
 
 def republish(rt, ids: list[int]) -> None:  # type: ignore[no-untyped-def]

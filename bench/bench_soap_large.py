@@ -12,13 +12,10 @@ Prints the numbers and writes bench/results/soap_large.json.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_xmlrpc import NAME, SECRET, SERVER, call, reset_peak, status  # noqa: E402
+from bench_xmlrpc import NAME, SECRET, call, reset_peak, stage, status  # noqa: E402
 
 NS = "http://www.yospace.com/tundra/ContentService/"
 PATH = "/cds-controller/contentService"
@@ -54,37 +51,13 @@ def field(reply: bytes, name: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mib", type=int, default=100)
-    ap.add_argument("--database-url", default="")
-    args = ap.parse_args()
-    n = args.mib
-    tmp = Path(tempfile.mkdtemp(prefix="convhub-bench-"))
-    db_url = args.database_url or f"sqlite:///{tmp / 'convhub.db'}"
-
-    from app.config import Settings
-    from app.db.migrate import upgrade
-    from app.runtime import build_runtime
+    st = stage(__doc__ or "")
+    n, db_url, rt, proc = st.n, st.db_url, st.rt, st.proc
     from app.services import jobs
     from app.services.poll import poll
 
-    upgrade(db_url)
     max_bytes = max(n, 1) * 1024 * 1024
-    settings = Settings(data_dir=tmp, database_url=db_url, max_document_bytes=max_bytes)
-    rt = build_runtime(settings, broker=False)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import add_client, add_factory  # type: ignore[import-not-found]
-
-    add_client(rt)
-    add_factory(rt, NAME, SECRET)
     doc = os.urandom(max_bytes)
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    server_code = SERVER.replace(
-        "Settings(data_dir=data, database_url=sys.argv[2])",
-        f"Settings(data_dir=data, database_url=sys.argv[2], max_document_bytes={max_bytes})",
-    )
-    proc = subprocess.Popen([sys.executable, "-c", server_code, str(tmp), db_url], stdout=subprocess.PIPE, env=env)
     mib = 1024 * 1024
     try:
         port = int(proc.stdout.readline())  # type: ignore[union-attr]

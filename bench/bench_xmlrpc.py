@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,8 +82,22 @@ def xml_call(method: str, *params: str) -> bytes:
     return f"<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{ps}</params></methodCall>".encode()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+@dataclass
+class Stage:
+    """A scratch database with the bench client (petshow) and factory, and the server process."""
+
+    n: int
+    tmp: Path
+    db_url: str
+    rt: Any
+    cid: int
+    proc: subprocess.Popen  # type: ignore[type-arg]
+
+
+def stage(description: str) -> Stage:
+    """Parse --mib/--database-url, migrate a scratch database, register the bench client and factory,
+    and start the real WSGI app in a subprocess (its port is read from its first line of output)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--mib", type=int, default=100)
     ap.add_argument("--database-url", default="")
     args = ap.parse_args()
@@ -94,20 +110,29 @@ def main() -> None:
     from app.runtime import build_runtime
 
     upgrade(db_url)
-    settings = Settings(data_dir=tmp, database_url=db_url, max_document_bytes=max(n, 1) * 1024 * 1024)
-    rt = build_runtime(settings, broker=False)
+    max_bytes = max(n, 1) * 1024 * 1024
+    rt = build_runtime(Settings(data_dir=tmp, database_url=db_url, max_document_bytes=max_bytes), broker=False)
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import add_client, add_factory, submit_job  # type: ignore[import-not-found]
+    from conftest import add_client, add_factory  # type: ignore[import-not-found]
 
     cid = add_client(rt)
     add_factory(rt, NAME, SECRET)
-    block = os.urandom(1 << 20)
-    submit_job(rt, cid, block * n, fmt="pdf")
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CONVHUB_MAX_DOCUMENT_BYTES=str(settings.max_document_bytes))
-    server_code = SERVER.replace("Settings(data_dir=data, database_url=sys.argv[2])",
-                                 f"Settings(data_dir=data, database_url=sys.argv[2], max_document_bytes={settings.max_document_bytes})")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    server_code = SERVER.replace(
+        "Settings(data_dir=data, database_url=sys.argv[2])",
+        f"Settings(data_dir=data, database_url=sys.argv[2], max_document_bytes={max_bytes})",
+    )
     proc = subprocess.Popen([sys.executable, "-c", server_code, str(tmp), db_url], stdout=subprocess.PIPE, env=env)
+    return Stage(n, tmp, db_url, rt, cid, proc)
+
+
+def main() -> None:
+    st = stage(__doc__ or "")
+    n, db_url, rt, proc = st.n, st.db_url, st.rt, st.proc
+    from conftest import submit_job  # type: ignore[import-not-found]
+
+    block = os.urandom(1 << 20)
+    submit_job(rt, st.cid, block * n, fmt="pdf")
     try:
         port = int(proc.stdout.readline())  # type: ignore[union-attr]
         pid = proc.pid

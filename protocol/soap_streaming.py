@@ -131,6 +131,16 @@ def content_parts(chunks: Iterable[bytes], part_bytes: int) -> Iterator[bytes]:
         yield CLOSE
 
 
+def post_length(environ: dict[str, Any]) -> int:
+    """The Content-Length of a POST; -1 for other methods, a missing or a malformed length."""
+    if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
+        return -1
+    try:
+        return int((environ.get("CONTENT_LENGTH") or "").strip() or -1)
+    except ValueError:
+        return -1
+
+
 class StreamedResults:
     """WSGI middleware: successful getContentConvertResult answered by streaming (see module doc)."""
 
@@ -138,12 +148,7 @@ class StreamedResults:
         self.app, self.rt, self.part_bytes = app, rt, part_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
-        try:
-            length = int((environ.get("CONTENT_LENGTH") or "").strip() or -1)
-        except ValueError:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        length = post_length(environ)
         if not 0 < length <= SMALL_REQUEST:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         body = environ["wsgi.input"].read(length)
@@ -264,12 +269,7 @@ class StreamedUploads:
         self.app, self.rt, self.threshold = app, rt, threshold
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
-        try:
-            length = int((environ.get("CONTENT_LENGTH") or "").strip() or -1)
-        except ValueError:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        length = post_length(environ)
         if length <= self.threshold:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to spyne on fallback; closed with its owner

@@ -263,9 +263,8 @@ def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
 
         assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[0]
         assert rows() == {True: 5}  # a claim deletes its message's row outright
-        from tasks.celery_app import pair_queue
-
         from app.services import jobs
+        from tasks.celery_app import pair_queue
 
         with rt.db.session() as s:
             for jid in ids[1:4]:

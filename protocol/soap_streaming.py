@@ -178,12 +178,12 @@ class StreamedResults:
                 who = rt.auth.client(s, name, secret, rt.now())
                 result = jobs.result_of(s, who.id, job_id)
                 size = s.get(Blob, result.blob_id).size  # type: ignore[union-attr]
-                found = (result.format or "", result.filename or "", result.blob_id, int(size))
+                fmt, filename, blob_id = result.format, result.filename, result.blob_id
         except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
             return None
-        if _NOT_XML_CHAR.search(found[0] + found[1]):
-            return None
-        return found
+        if fmt is None or filename is None or _NOT_XML_CHAR.search(fmt + filename):
+            return None  # spyne leaves an absent field out and refuses what XML cannot carry
+        return fmt, filename, blob_id, int(size)
 
     def _stream(self, head: bytes, blob_id: int, size: int) -> Iterator[bytes]:
         yield head

@@ -499,6 +499,11 @@ def delete_range(session: Session, now: datetime, client_id: int, delete_from: d
     if delete_to < delete_from:
         raise BadArgument("deleteTo is before deleteFrom")
     window = (Job.client_id == client_id, Job.submitted_at >= delete_from, Job.submitted_at < delete_to)
+    if session.get_bind().dialect.name == "postgresql":
+        # Hold the in-flight rows first: none can finish or fail between the UPDATE and the count
+        # below, so every job in the window is counted once, deleted or skipped. (A job claimed
+        # meanwhile is skipped by the UPDATE and seen by the count.) SQLite writers are serial.
+        session.execute(select(Job.id).where(*window, IS_IN_FLIGHT).order_by(Job.id).with_for_update())
     res = session.execute(
         update(Job)
         .where(*window, Job.state.in_([0, 3, 4]))
@@ -506,9 +511,7 @@ def delete_range(session: Session, now: datetime, client_id: int, delete_from: d
         .execution_options(synchronize_session=False)
     )
     deleted = int(res.rowcount or 0)  # type: ignore[attr-defined]
-    skipped = int(
-        session.scalar(select(func.count()).select_from(Job).where(*window, Job.state.in_([int(s) for s in IN_FLIGHT]))) or 0
-    )
+    skipped = int(session.scalar(select(func.count()).select_from(Job).where(*window, IS_IN_FLIGHT)) or 0)
     session.add(
         RangeDelete(
             client_id=client_id, delete_from=delete_from, delete_to=delete_to, requested_at=now, deleted_count=deleted, skipped_count=skipped

@@ -326,6 +326,49 @@ def test_delete_marks_are_invisible_to_poll_even_when_racing(make_runtime, pg_ur
     assert deleted["r"].deleted == sum(1 for i in ids if states[i] == DELETED)
 
 
+def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime, pg_url):
+    """PostgreSQL: a factory finishes an in-flight job right after the range UPDATE ran. The job must
+    end counted once: deleted, or skipped (and then COMPLETE), never neither."""
+    import datetime as dt
+
+    rt = make_runtime(database_url=pg_url, broker=False)
+    a = add_client(rt)
+    job_id, _ = submit_job(rt, a)
+    claimed = _claim(rt)
+    assert claimed is not None and claimed.id == job_id
+    deleter = threading.current_thread()
+    go, finished = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def finisher() -> None:
+        go.wait(30)
+        with rt.db.session() as s:
+            outcome["result"] = jobs.finish(
+                s, rt.now(), rt.notifier, guid=claimed.guid, owner="factory-1", token=claimed.lease_token,
+                fmt="pdf", parts=b"%PDF", max_bytes=10**6,
+            )
+        finished.set()
+
+    def after_update(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is deleter and statement.lstrip().upper().startswith("UPDATE JOBS SET STATE"):
+            go.set()
+            finished.wait(2)  # the finish commits now, unless the delete holds the job's row
+
+    t = threading.Thread(target=finisher)
+    t.start()
+    event.listen(rt.db.engine, "after_cursor_execute", after_update)
+    try:
+        with rt.db.session() as s:
+            r = jobs.delete_range(s, rt.now() + dt.timedelta(seconds=1), a, rt.now() - dt.timedelta(days=1), None)
+    finally:
+        event.remove(rt.db.engine, "after_cursor_execute", after_update)
+        go.set()
+        t.join(30)
+    state = _state(rt, job_id)
+    assert (r.deleted, r.skipped) == ((1, 0) if state == DELETED else (0, 1)), (r, state)
+    assert state == (DELETED if r.deleted else JobState.COMPLETE) and "result" in outcome
+
+
 def test_polls_reclaim_expired_leases_when_beat_is_down(rt, clock):
     """With no beat running, a poll after expiry puts the lease back (paced: once per interval)."""
     from datetime import timedelta

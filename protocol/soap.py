@@ -117,6 +117,8 @@ _STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
 # Largest base64 text one element can carry: libxml2's text-node limit without huge_tree, which we
 # keep off. contentUpload therefore accepts the document as one or more `content` parts.
 MAX_TEXT_NODE = 10_000_000
+# The one statusMessage of 501: unknown client and wrong credentials read the same.
+AUTH_FAILED = "authentication failed"
 OPERATION_UPLOAD = "contentUpload"  # streamed on success: protocol/soap_streaming.py
 # getContentConvertResult answers in `content` parts of this many bytes (8,000,000 base64 characters),
 # so a stock client (zeep, JAX-WS: libxml2 or similar limits) parses any result; a multiple of 3, so
@@ -213,7 +215,7 @@ def _call(
         status, message = OK, None
     except ConvhubError as exc:
         status = _status_of(exc) or GENERAL_ERROR
-        message = "authentication failed" if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
+        message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
         if isinstance(exc, Unavailable):
             message = "service temporarily unavailable; try again"
         fields = (None,) * (width - 2)

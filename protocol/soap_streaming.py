@@ -31,10 +31,11 @@ from lxml import etree
 
 from app.db.blobs import BlobGone, chunk_seqs, read_chunk
 from app.db.models import Blob
+from app.domain.errors import AuthenticationFailed
 from app.metrics import SOAP_STATUS
 from app.runtime import Runtime
 from app.services import jobs
-from protocol.soap import NS, fault_response
+from protocol.soap import AUTH_FAILED, NS, fault_response
 from protocol.soap import OPERATION_RESULT as OPERATION
 from protocol.soap import OPERATION_UPLOAD as UPLOAD
 
@@ -54,12 +55,12 @@ ENVELOPE, BODY = f"{{{SOAP_ENV}}}Envelope", f"{{{SOAP_ENV}}}Body"
 OPEN, CLOSE = b"<content>", b"</content>"
 
 
-def _response_head(op: str) -> bytes:
-    """What spyne writes before the fields of a 200 answer to `op`."""
+def _response_head(op: str, status: int = 200) -> bytes:
+    """What spyne writes before the fields of an answer to `op`."""
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
         f'<soap11env:Envelope xmlns:soap11env="{SOAP_ENV}" xmlns:tns="{NS}"><soap11env:Body>'
-        f"<tns:{op}Response><status>200</status>"
+        f"<tns:{op}Response><status>{status}</status>"
     ).encode()
 
 
@@ -213,6 +214,7 @@ class StreamedResults:
 # ------------------------------------------------------------------ contentUpload
 
 STREAM_UPLOADS_OVER = 1024 * 1024  # smaller uploads go to spyne: spooling them gains nothing
+EARLY_AUTH_BYTES = 64 * 1024  # where the plain shape's credentials are looked for, before spooling
 _UPLOAD_ORDER = re.compile(r"IC(B)+F")  # clientApplicationId, clientApplicationCredentials, content+, filename
 _UPLOAD_CODES = {"clientApplicationId": "I", "clientApplicationCredentials": "C", "content": "B", "filename": "F"}
 
@@ -224,35 +226,58 @@ class NotPlain(Exception):
 def upload_fields(fileobj: Any) -> Iterator[tuple[str, str]]:
     """(name, text) of each child of a plainly shaped contentUploadRequest, in document order, parsed
     as a stream (each child's text is freed once yielded); NotPlain for any other shape."""
-    depth = 0
     try:
-        for event, el in etree.iterparse(fileobj, events=("start", "end"), **_HARDENED):
-            if event == "start":
-                depth += 1
-                if depth == 1:
-                    info = el.getroottree().docinfo
-                    if el.tag != ENVELOPE or info.doctype or info.internalDTD is not None:
-                        raise NotPlain("not a SOAP 1.1 envelope")
-                elif depth == 2 and el.tag != BODY:
-                    raise NotPlain("a Header (or something else) before the Body")
-                elif depth == 3 and (el.tag != f"{{{NS}}}{UPLOAD}Request" or el.getprevious() is not None):
-                    raise NotPlain("another operation")
-                elif depth > 4:
-                    raise NotPlain("nested elements")
-                continue
-            if depth == 4:
-                ns, _, local = el.tag.rpartition("}")
-                if ns not in ("", "{" + NS) or local not in _UPLOAD_CODES or len(el):
-                    raise NotPlain(f"unexpected element {local}")
-                yield local, el.text or ""
-                el.clear()
-                while el.getprevious() is not None:  # drop what was handled: memory stays flat
-                    del el.getparent()[0]
-            elif depth == 3 and el.getnext() is not None:
-                raise NotPlain("more than one operation")
-            depth -= 1
+        yield from _children(etree.iterparse(fileobj, events=("start", "end"), **_HARDENED))
     except etree.XMLSyntaxError as exc:
         raise NotPlain("not well-formed XML") from exc
+
+
+def credentials_first(head: bytes) -> tuple[str, str] | None:
+    """(clientApplicationId, clientApplicationCredentials) when they open a plainly shaped
+    contentUploadRequest within the first bytes of the body; None otherwise."""
+    parser = etree.XMLPullParser(events=("start", "end"), **_HARDENED)
+    found: list[tuple[str, str]] = []
+    try:
+        parser.feed(head)
+        for name, text in _children(parser.read_events()):
+            found.append((name, text))
+            if len(found) == 2:
+                break
+    except (etree.XMLSyntaxError, NotPlain):
+        return None
+    if [name for name, _ in found] != ["clientApplicationId", "clientApplicationCredentials"]:
+        return None
+    return found[0][1], found[1][1]
+
+
+def _children(events: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, str]]:
+    """The plain shape's children from (event, element) pairs of a start/end parse."""
+    depth = 0
+    for event, el in events:
+        if event == "start":
+            depth += 1
+            if depth == 1:
+                info = el.getroottree().docinfo
+                if el.tag != ENVELOPE or info.doctype or info.internalDTD is not None:
+                    raise NotPlain("not a SOAP 1.1 envelope")
+            elif depth == 2 and el.tag != BODY:
+                raise NotPlain("a Header (or something else) before the Body")
+            elif depth == 3 and (el.tag != f"{{{NS}}}{UPLOAD}Request" or el.getprevious() is not None):
+                raise NotPlain("another operation")
+            elif depth > 4:
+                raise NotPlain("nested elements")
+            continue
+        if depth == 4:
+            ns, _, local = el.tag.rpartition("}")
+            if ns not in ("", "{" + NS) or local not in _UPLOAD_CODES or len(el):
+                raise NotPlain(f"unexpected element {local}")
+            yield local, el.text or ""
+            el.clear()
+            while el.getprevious() is not None:  # drop what was handled: memory stays flat
+                del el.getparent()[0]
+        elif depth == 3 and el.getnext() is not None:
+            raise NotPlain("more than one operation")
+        depth -= 1
 
 
 def _decode(text: str) -> bytes:
@@ -272,8 +297,18 @@ class StreamedUploads:
         length = post_length(environ)
         if length <= self.threshold:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
+        source = environ["wsgi.input"]
+        head = _read(source, min(EARLY_AUTH_BYTES, length))
+        refused = self._refuse_early(head)
+        if refused is not None:
+            _copy(source, None, length - len(head))  # read the rest away, keep none of it
+            start_response(
+                "200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(refused)))]
+            )
+            return [refused]
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to spyne on fallback; closed with its owner
-        received = _copy(environ["wsgi.input"], spool, length)
+        spool.write(head)
+        received = len(head) + _copy(source, spool, length - len(head))
         if received < length:
             spool.close()
             return fault_response(start_response, "Client", f"request body ended after {received} of {length} bytes")
@@ -294,6 +329,24 @@ class StreamedUploads:
         start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))])
         SOAP_STATUS.labels(UPLOAD, "200").inc()
         return [body]
+
+    def _refuse_early(self, head: bytes) -> bytes | None:
+        """The 501 answer, when the credentials at the start of the body are wrong: an unknown or
+        wrong client costs no spooling and no parse of the document, only reading it away."""
+        creds = credentials_first(head)
+        if creds is None:
+            return None
+        rt = self.rt
+        try:
+            with rt.db.read_session() as s:
+                rt.auth.client(s, creds[0], creds[1], rt.now())
+        except AuthenticationFailed:
+            SOAP_STATUS.labels(UPLOAD, "501").inc()
+            message = f"<statusMessage>{escape(AUTH_FAILED)}</statusMessage>".encode()
+            return _response_head(UPLOAD, 501) + message + _response_tail(UPLOAD)
+        except Exception:  # noqa: BLE001 - the database is away, say: the normal path decides
+            return None
+        return None
 
     def _store(self, spool: Any) -> str:
         """Pass 1 checks everything that could fail (shape, base64, size, credentials); pass 2 stores.
@@ -329,12 +382,21 @@ class StreamedUploads:
 
 
 def _copy(source: Any, target: Any, length: int) -> int:
-    """Copy up to `length` bytes in 1 MiB reads; returns how many arrived."""
+    """Copy up to `length` bytes in 1 MiB reads (into nothing when `target` is None); returns how
+    many arrived."""
     received = 0
     while received < length:
         chunk = source.read(min(1 << 20, length - received))
         if not chunk:
             break
-        target.write(chunk)
+        if target is not None:
+            target.write(chunk)
         received += len(chunk)
     return received
+
+
+def _read(source: Any, n: int) -> bytes:
+    """Up to `n` bytes (fewer only when the body ends)."""
+    buf = io.BytesIO()
+    _copy(source, buf, n)
+    return buf.getvalue()

@@ -20,6 +20,7 @@ from protocol.soap_streaming import (
     StreamedUploads,
     body_length,
     content_parts,
+    credentials_first,
     parse_request,
     part_sizes,
     upload_fields,
@@ -242,7 +243,9 @@ def test_every_other_upload_is_spynes_answer(uploads, body, expect):
     mask = lambda b: re.sub(rb"<contentIdentifier>[^<]*</contentIdentifier>", b"<contentIdentifier/>", b)  # noqa: E731
     assert (got.status_code, mask(got.get_data())) == (want.status_code, mask(want.get_data()))
     assert uploads_in_db(rt) - after_spyne == after_spyne - before  # the same effect: stored once or never
-    assert rt.behind.calls == 1  # spyne answered
+    # Wrong credentials at the start of the body are refused before anything is spooled or parsed;
+    # everything else is spyne's answer.
+    assert rt.behind.calls == (0 if expect == b"<status>501</status>" else 1)
 
 
 def test_too_large_upload_is_refused_and_stores_nothing(make_runtime):
@@ -286,3 +289,27 @@ def test_upload_fields_streams_and_refuses_other_shapes():
     nested = upload_body([doc]).replace(b"<filename>big.odt</filename>", b"<filename><b>x</b></filename>")
     with pytest.raises(NotPlain):
         list(upload_fields(io.BytesIO(nested)))
+
+
+def test_wrong_credentials_on_a_large_upload_are_refused_before_spooling(uploads, monkeypatch):
+    from protocol import soap_streaming
+
+    rt, spyne, streamed = uploads
+
+    def no_spool(*a, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("spooled a body whose credentials were wrong")
+
+    monkeypatch.setattr(soap_streaming.tempfile, "TemporaryFile", no_spool)
+    body = upload_body([os.urandom(3 * 1024 * 1024)], secret="wrong")
+    got = post(streamed, body)
+    assert b"<status>501</status><statusMessage>authentication failed</statusMessage>" in got.get_data()
+    assert rt.behind.calls == 0 and uploads_in_db(rt) == 0
+
+
+def test_credentials_first_reads_only_the_opening_of_the_body():
+    body = upload_body([os.urandom(200_000)])
+    assert credentials_first(body[:2000]) == ("petshow", "Wf")  # the rest has not arrived
+    assert credentials_first(upload_body([b"PK"], order="CIBF")) is None  # not the plain order
+    assert credentials_first(upload_body([b"PK"], order="IBCF")) is None
+    assert credentials_first(b'<!DOCTYPE x [<!ENTITY a "b">]>' + body[:2000]) is None
+    assert credentials_first(body[:60]) is None  # not even the first field yet

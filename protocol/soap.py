@@ -15,6 +15,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,12 +197,35 @@ def _authenticate(rt: Runtime, name: str | None, secret: str | None) -> ClientId
         return rt.auth.client(s, name or "", secret or "", rt.now())
 
 
+@dataclass(frozen=True)
+class _Op:
+    """One operation: its name and its request/response children. It gives @rpc its arguments (the
+    `<name>Request` -> `<name>Response` element names, fixed) and `_call` the number of fields."""
+
+    name: str
+    ins: tuple[tuple[str, Any], ...]
+    outs: tuple[tuple[str, Any], ...]
+
+    @property
+    def types(self) -> list[Any]:
+        return [t for _, t in self.ins]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(
+            _in_message_name=f"{self.name}Request",
+            _out_message_name=f"{self.name}Response",
+            _in_arg_names={n: n for n, _ in self.ins},
+            _returns=(Status, Message, *[t for _, t in self.outs]),
+            _out_variable_names=("status", "statusMessage", *[n for n, _ in self.outs]),
+        )
+
+
 def _call(
     ctx: Any,
-    op: str,
+    op: _Op,
     name: str | None,
     secret: str | None,
-    width: int,
     body: Callable[[Runtime, ClientIdentity], tuple[Any, ...]],
 ) -> tuple[Any, ...]:
     """Authenticate, run `body`, and shape the answer as (status, statusMessage, *fields).
@@ -209,6 +233,7 @@ def _call(
     `body` returns the fields after status and statusMessage; on an error they are all absent.
     """
     rt = _runtime(ctx)
+    absent = (None,) * len(op.outs)
     try:
         ident = _authenticate(rt, name, secret)
         fields = body(rt, ident)
@@ -218,23 +243,12 @@ def _call(
         message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
         if isinstance(exc, Unavailable):
             message = "service temporarily unavailable; try again"
-        fields = (None,) * (width - 2)
+        fields = absent
     except Exception:  # noqa: BLE001 - logged here; the wire gets a fixed message, never a traceback
-        log.exception("soap %s failed", op)
-        status, message, fields = GENERAL_ERROR, "internal error", (None,) * (width - 2)
-    SOAP_STATUS.labels(op, str(status)).inc()
+        log.exception("soap %s failed", op.name)
+        status, message, fields = GENERAL_ERROR, "internal error", absent
+    SOAP_STATUS.labels(op.name, str(status)).inc()
     return (status, message, *fields)
-
-
-def _op(name: str, *, ins: tuple[tuple[str, Any], ...], outs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    """@rpc keyword arguments for `<name>Request` -> `<name>Response` with fixed element names."""
-    return dict(
-        _in_message_name=f"{name}Request",
-        _out_message_name=f"{name}Response",
-        _in_arg_names={n: n for n, _ in ins},
-        _returns=(Status, Message, *[t for _, t in outs]),
-        _out_variable_names=("status", "statusMessage", *[n for n, _ in outs]),
-    )
 
 
 def _ins(*extra: tuple[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -389,26 +403,26 @@ def _targets(rt: Runtime, who: ClientIdentity) -> tuple[Any, ...]:
 
 # ------------------------------------------------------------------ the service
 
-_COUNTS = _op(
+_COUNTS = _Op(
     "getContentConvertCounts", ins=_ins(), outs=(("contentConvertCount", _many(ContentConvertCount)),)
 )
-_PER_STATE = _op(
+_PER_STATE = _Op(
     "getContentConvertsPerState",
     ins=_ins(("jobStatus", _opt(Integer)), ("afterJobId", _opt(Long)), ("maxResults", _opt(Integer))),
     outs=(("contentConvertsPerState", _many(ContentConvertsPerState)),),
 )
-_DELETE_ONE = _op("deleteContentConversion", ins=_ins(("jobId", _in(Long))), outs=())
-_DELETE_RANGE = _op(
+_DELETE_ONE = _Op("deleteContentConversion", ins=_ins(("jobId", _in(Long))), outs=())
+_DELETE_RANGE = _Op(
     "deleteContentConversions",
     ins=_ins(("deleteFrom", _in(DateTime)), ("deleteTo", _opt(DateTime))),
     outs=(("deletedCount", _opt(Integer)), ("skippedCount", _opt(Integer))),
 )
-_UPLOAD = _op(
+_UPLOAD = _Op(
     OPERATION_UPLOAD,
     ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode))),
     outs=(("contentIdentifier", _opt(Unicode)),),
 )
-_CONVERT = _op(
+_CONVERT = _Op(
     "contentConvert",
     ins=_ins(
         ("contentIdentifier", _in(Unicode)),
@@ -422,7 +436,7 @@ _CONVERT = _op(
     ),
     outs=(("jobId", _opt(Long)),),
 )
-_STATUS_OP = _op(
+_STATUS_OP = _Op(
     "getContentConvertStatus",
     ins=_ins(("jobId", _in(Long))),
     outs=(
@@ -439,98 +453,62 @@ _STATUS_OP = _op(
     ),
 )
 OPERATION_RESULT = "getContentConvertResult"  # streamed on success: protocol/soap_streaming.py
-_RESULT = _op(
+_RESULT = _Op(
     OPERATION_RESULT,
     ins=_ins(("jobId", _in(Long))),
     outs=(("format", _opt(Unicode)), ("filename", _opt(Unicode)), ("content", _many(ByteArray))),
 )
-_TARGETS = _op("getConversionTargets", ins=_ins(), outs=(("conversionTarget", _many(ConversionTarget)),))
-
-
-def _types(spec: tuple[tuple[str, Any], ...]) -> list[Any]:
-    return [t for _, t in spec]
+_TARGETS = _Op("getConversionTargets", ins=_ins(), outs=(("conversionTarget", _many(ConversionTarget)),))
 
 
 class ContentService(ServiceBase):
     """All operations in one class: spyne makes each ServiceBase class its own wsdl:service."""
 
-    @rpc(*_types(_ins()), **_COUNTS)
+    @rpc(*_COUNTS.types, **_COUNTS.kwargs)
     def getContentConvertCounts(ctx, clientApplicationId, clientApplicationCredentials):  # noqa: N802, N805
-        return _call(
-            ctx, "getContentConvertCounts", clientApplicationId, clientApplicationCredentials, 3, _counts
-        )
+        return _call(ctx, _COUNTS, clientApplicationId, clientApplicationCredentials, _counts)
 
-    @rpc(
-        *_types(
-            _ins(("jobStatus", _opt(Integer)), ("afterJobId", _opt(Long)), ("maxResults", _opt(Integer)))
-        ),
-        **_PER_STATE,
-    )
+    @rpc(*_PER_STATE.types, **_PER_STATE.kwargs)
     def getContentConvertsPerState(
         ctx, clientApplicationId, clientApplicationCredentials, jobStatus, afterJobId, maxResults
     ):  # noqa: N802, N803, N805
         return _call(
             ctx,
-            "getContentConvertsPerState",
+            _PER_STATE,
             clientApplicationId,
             clientApplicationCredentials,
-            3,
             lambda rt, who: _per_state(rt, who, jobStatus, afterJobId, maxResults),
         )
 
-    @rpc(*_types(_ins(("jobId", _in(Long)))), **_DELETE_ONE)
+    @rpc(*_DELETE_ONE.types, **_DELETE_ONE.kwargs)
     def deleteContentConversion(ctx, clientApplicationId, clientApplicationCredentials, jobId):  # noqa: N802, N803, N805
         return _call(
-            ctx,
-            "deleteContentConversion",
-            clientApplicationId,
-            clientApplicationCredentials,
-            2,
-            lambda rt, who: _delete_one(rt, who, jobId),
+            ctx, _DELETE_ONE, clientApplicationId, clientApplicationCredentials, lambda rt, who: _delete_one(rt, who, jobId)
         )
 
-    @rpc(*_types(_ins(("deleteFrom", _in(DateTime)), ("deleteTo", _opt(DateTime)))), **_DELETE_RANGE)
+    @rpc(*_DELETE_RANGE.types, **_DELETE_RANGE.kwargs)
     def deleteContentConversions(
         ctx, clientApplicationId, clientApplicationCredentials, deleteFrom, deleteTo
     ):  # noqa: N802, N803, N805
         return _call(
             ctx,
-            "deleteContentConversions",
+            _DELETE_RANGE,
             clientApplicationId,
             clientApplicationCredentials,
-            4,
             lambda rt, who: _delete_range(rt, who, deleteFrom, deleteTo),
         )
 
-    @rpc(
-        *_types(_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode)))),
-        **_UPLOAD,
-    )
+    @rpc(*_UPLOAD.types, **_UPLOAD.kwargs)
     def contentUpload(ctx, clientApplicationId, clientApplicationCredentials, content, filename):  # noqa: N802, N803, N805
         return _call(
             ctx,
-            "contentUpload",
+            _UPLOAD,
             clientApplicationId,
             clientApplicationCredentials,
-            3,
             lambda rt, who: _upload(rt, who, content or [], filename),
         )
 
-    @rpc(
-        *_types(
-            _ins(
-                ("contentIdentifier", _in(Unicode)),
-                ("application", _in(Unicode)),
-                ("version", _in(Unicode)),
-                ("format", _opt(Unicode)),
-                ("pageStart", _opt(Integer)),
-                ("pageEnd", _opt(Integer)),
-                ("successUrl", _opt(Unicode)),
-                ("failureUrl", _opt(Unicode)),
-            )
-        ),
-        **_CONVERT,
-    )
+    @rpc(*_CONVERT.types, **_CONVERT.kwargs)
     def contentConvert(  # noqa: N802, N805
         ctx,
         clientApplicationId,  # noqa: N803
@@ -546,10 +524,9 @@ class ContentService(ServiceBase):
     ):
         return _call(
             ctx,
-            "contentConvert",
+            _CONVERT,
             clientApplicationId,
             clientApplicationCredentials,
-            3,
             lambda rt, who: _convert(
                 rt,
                 who,
@@ -564,33 +541,21 @@ class ContentService(ServiceBase):
             ),
         )
 
-    @rpc(*_types(_ins(("jobId", _in(Long)))), **_STATUS_OP)
+    @rpc(*_STATUS_OP.types, **_STATUS_OP.kwargs)
     def getContentConvertStatus(ctx, clientApplicationId, clientApplicationCredentials, jobId):  # noqa: N802, N803, N805
         return _call(
-            ctx,
-            "getContentConvertStatus",
-            clientApplicationId,
-            clientApplicationCredentials,
-            12,
-            lambda rt, who: _status(rt, who, jobId),
+            ctx, _STATUS_OP, clientApplicationId, clientApplicationCredentials, lambda rt, who: _status(rt, who, jobId)
         )
 
-    @rpc(*_types(_ins(("jobId", _in(Long)))), **_RESULT)
+    @rpc(*_RESULT.types, **_RESULT.kwargs)
     def getContentConvertResult(ctx, clientApplicationId, clientApplicationCredentials, jobId):  # noqa: N802, N803, N805
         return _call(
-            ctx,
-            "getContentConvertResult",
-            clientApplicationId,
-            clientApplicationCredentials,
-            5,
-            lambda rt, who: _result(rt, who, jobId),
+            ctx, _RESULT, clientApplicationId, clientApplicationCredentials, lambda rt, who: _result(rt, who, jobId)
         )
 
-    @rpc(*_types(_ins()), **_TARGETS)
+    @rpc(*_TARGETS.types, **_TARGETS.kwargs)
     def getConversionTargets(ctx, clientApplicationId, clientApplicationCredentials):  # noqa: N802, N805
-        return _call(
-            ctx, "getConversionTargets", clientApplicationId, clientApplicationCredentials, 3, _targets
-        )
+        return _call(ctx, _TARGETS, clientApplicationId, clientApplicationCredentials, _targets)
 
 
 # ------------------------------------------------------------------ hardened XML in, WSGI out

@@ -313,49 +313,41 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
     }
 
 
-def _oldest_waiting(s: Session, now: datetime) -> list[dict[str, object]]:
+def _listed(s: Session, where: Any, *order: Any) -> list[tuple[Job, dict[str, object]]]:
+    """Up to LIST_LIMIT jobs with their client's name, and the fields every list shows."""
     rows = s.execute(
         select(Job, ClientApplication.name)
         .join(ClientApplication, ClientApplication.id == Job.client_id)
-        .where(IS_QUEUED)  # the literal predicate lets the planner use the backlog's partial index
-        .order_by(Job.submitted_at, Job.id)
+        .where(where)
+        .order_by(*order)
         .limit(LIST_LIMIT)
     ).all()
     return [
-        {
-            "id": j.id,
-            "guid": j.guid,
-            "client": name,
-            "application": j.application,
-            "version": j.version,
-            "doctype": j.doctype,
-            "format": j.format or "",
-            "attempts": j.attempts,
-            "submitted": _iso(j.submitted_at),
-            "ageSeconds": max(0, int((now - j.submitted_at).total_seconds())),
-        }
+        (
+            j,
+            {"id": j.id, "guid": j.guid, "client": name, "application": j.application, "version": j.version,
+             "attempts": j.attempts},
+        )
         for j, name in rows
     ]
 
 
-def _recent_failures(s: Session) -> list[dict[str, object]]:
-    rows = s.execute(
-        select(Job, ClientApplication.name)
-        .join(ClientApplication, ClientApplication.id == Job.client_id)
-        .where(Job.state == int(JobState.FAILED))
-        .order_by(Job.updated_at.desc(), Job.id.desc())
-        .limit(LIST_LIMIT)
-    ).all()
+def _oldest_waiting(s: Session, now: datetime) -> list[dict[str, object]]:
+    # The literal IS_QUEUED predicate lets the planner use the backlog's partial index.
     return [
         {
-            "id": j.id,
-            "guid": j.guid,
-            "client": name,
-            "application": j.application,
-            "version": j.version,
-            "attempts": j.attempts,
-            "failed": _iso(j.updated_at),
-            "reason": j.failure_reason or "",
+            **row,
+            "doctype": j.doctype,
+            "format": j.format or "",
+            "submitted": _iso(j.submitted_at),
+            "ageSeconds": max(0, int((now - j.submitted_at).total_seconds())),
         }
-        for j, name in rows
+        for j, row in _listed(s, IS_QUEUED, Job.submitted_at, Job.id)
+    ]
+
+
+def _recent_failures(s: Session) -> list[dict[str, object]]:
+    return [
+        {**row, "failed": _iso(j.updated_at), "reason": j.failure_reason or ""}
+        for j, row in _listed(s, Job.state == int(JobState.FAILED), Job.updated_at.desc(), Job.id.desc())
     ]

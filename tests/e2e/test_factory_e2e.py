@@ -23,10 +23,8 @@ import json
 import os
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -38,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, require, wait_for
+from tests.factorykit import pdf_pages, png_size
 from tests.integration.factory.conftest import flat_odt, libreoffice_missing
 
 pytestmark = [pytest.mark.libreoffice, pytest.mark.slow]
@@ -273,19 +272,6 @@ def server(lo_version, tmp_path_factory):  # type: ignore[no-untyped-def]
             os.kill(pid, signal.SIGKILL)
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
-
-
-def _pdf_pages(data: bytes) -> int:
-    with tempfile.NamedTemporaryFile(suffix=".pdf") as fh:
-        fh.write(data)
-        fh.flush()
-        out = subprocess.run(["pdfinfo", fh.name], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("Pages:")))
-
-
 def test_libreoffice_factory_converts_pdf_png_odf(server, odt, lo_version):
     server.start(
         "lo-1", "factory", "run", "--server", server.base, "--name", "lo-1", "--secret", server.secrets["lo-1"],
@@ -305,9 +291,9 @@ def test_libreoffice_factory_converts_pdf_png_odf(server, odt, lo_version):
         assert (info["state"], info["attempts"], info["leaseOwner"]) == ("COMPLETE", 1, "lo-1")
         assert info["result"]["format"] == fmt
     fmt, name, pdf = server.result(ids["pdf"])
-    assert (fmt, name) == ("pdf", "three.pdf") and _pdf_pages(pdf) == 3
+    assert (fmt, name) == ("pdf", "three.pdf") and pdf_pages(pdf) == 3
     fmt, name, png = server.result(ids["png"])
-    assert (fmt, name) == ("png", "three.png") and _png_size(png) == (794, 1123)  # A4 at 96 dpi
+    assert (fmt, name) == ("png", "three.png") and png_size(png) == (794, 1123)  # A4 at 96 dpi
     fmt, name, odf = server.result(ids["odf"])
     assert (fmt, name) == ("odf", "three.odt")
     with zipfile.ZipFile(io.BytesIO(odf)) as zf:
@@ -365,7 +351,7 @@ def test_kill_9_mid_job_lease_expires_and_second_factory_completes(server, odt, 
     info = server.show(job_id)
     assert (info["state"], info["attempts"], info["leaseOwner"]) == ("COMPLETE", 2, "lo-2")
     fmt, _, pdf = server.result(job_id)
-    assert fmt == "pdf" and _pdf_pages(pdf) == 3
+    assert fmt == "pdf" and pdf_pages(pdf) == 3
 
     # The killed factory's late upload, replayed with its old lease token: refused, nothing changes.
     proxy = xmlrpc.client.ServerProxy(f"http://stuck-1:{server.secrets['stuck-1']}@127.0.0.1:{server.port}/xmlrpc")

@@ -7,9 +7,7 @@ code on the same database and broker. Embedded sqla+sqlite and Redis.
 
 from __future__ import annotations
 
-import io
 import threading
-import zipfile
 from collections import Counter
 from contextlib import contextmanager
 
@@ -19,7 +17,7 @@ from sqlalchemy import func, select
 
 from app.db.blobs import read_blob
 from app.db.models import Job, Result
-from app.factory.converters import ODF_MIMETYPES, CommandConverter, Converter, WorkerSpec, parse_job
+from app.factory.converters import CommandConverter, Converter, WorkerSpec, parse_job
 from app.factory.errors import ConversionCancelled, ConversionError
 from app.runtime import build_runtime
 from app.services import jobs
@@ -37,6 +35,7 @@ from tests.conftest import (
     submit_job,
     wait_for,
 )
+from tests.factorykit import tiny_odt
 
 PAIR = ("LibreOffice Writer", "7.4")
 OTHER = ("AbiWord", "3.0")
@@ -67,14 +66,6 @@ class FakeConverter(Converter):
                 raise ConversionCancelled("cancelled")
             raise ConversionError("never cancelled")
         return spec.format, b"%PDF-1.4 converted " + spec.document
-
-
-def tiny_odt() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(zipfile.ZipInfo("mimetype"), ODF_MIMETYPES["odt"])
-        zf.writestr("content.xml", "<office:document-content/>")
-    return buf.getvalue()
 
 
 # A Redis database of these tests' own: other suites flush db 15 (conftest.REDIS_URL) while they run.

@@ -9,7 +9,6 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
 import threading
 import time
 import zipfile
@@ -20,14 +19,7 @@ from app.factory import cli
 from app.factory.config import build_converter, load_config
 from app.factory.converters import ODF_MIMETYPES, CommandConverter, libreoffice_version
 from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
-
-
-def tiny_odt() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(zipfile.ZipInfo("mimetype"), ODF_MIMETYPES["odt"])
-        zf.writestr("content.xml", "<office:document-content/>")
-    return buf.getvalue()
+from tests.factorykit import pdf_pages, tiny_odt
 
 
 def job(doc: bytes, fmt: str = "odf", start: int = 0, end: int = 0, doctype: str = "odt") -> dict:
@@ -46,14 +38,6 @@ def job(doc: bytes, fmt: str = "odf", start: int = 0, end: int = 0, doctype: str
 def tool(command: str, **kw) -> CommandConverter:
     kw.setdefault("formats", ["odf", "pdf"])
     return CommandConverter("t", application="Tool", version="1", doctypes=["odt"], command=command, **kw)
-
-
-def pdf_pages(data: bytes) -> int:
-    with tempfile.NamedTemporaryFile(suffix=".pdf") as fh:
-        fh.write(data)
-        fh.flush()
-        out = subprocess.run(["pdfinfo", fh.name], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("Pages:")))
 
 
 def test_command_output_is_uploaded():

@@ -6,9 +6,6 @@ import base64
 import io
 import os
 import signal
-import struct
-import subprocess
-import tempfile
 import threading
 import time
 import zipfile
@@ -18,24 +15,11 @@ import pytest
 from app.factory.converters import ODF_MIMETYPES, LibreOfficeConverter
 from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
 from app.factory.office import OfficePool
+from tests.factorykit import pdf_pages, png_size
 
 pytestmark = [pytest.mark.libreoffice, pytest.mark.usefixtures("libreoffice_required")]
 
 APPS = {"odt": "LibreOffice Writer", "ods": "LibreOffice Calc", "odp": "LibreOffice Impress"}
-
-
-def pdf_pages(data: bytes) -> int:
-    with tempfile.NamedTemporaryFile(suffix=".pdf") as fh:
-        fh.write(data)
-        fh.flush()
-        out = subprocess.run(["pdfinfo", fh.name], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("Pages:")))
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
 
 
 def job(doctype: str, doc: bytes, fmt: str = "pdf", start: int = 0, end: int = 0) -> dict:

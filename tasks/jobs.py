@@ -10,7 +10,6 @@ from celery import Celery
 
 from app.runtime import Runtime, build_runtime
 from app.services import admin, callbacks, jobs
-from tasks.mirror import KombuMirror
 
 log = logging.getLogger("convhub.tasks")
 
@@ -68,7 +67,7 @@ def register(app: Celery) -> None:
             )
         if repaired:
             log.warning("mirror reconciled: %s", repaired)
-        swept = rt.mirror.sweep_consumed() if isinstance(rt.mirror, KombuMirror) else 0
+        swept = rt.mirror.sweep_consumed()
         if swept:
             log.info("embedded broker: %d consumed message rows deleted", swept)
         return repaired

@@ -22,6 +22,10 @@ class Mirror(Protocol):
 
     def queue_length(self, application: str, version: str) -> int | None: ...
 
+    def sweep_consumed(self) -> int:
+        """Delete what the broker keeps of messages already taken (kombu's SQL broker); the count."""
+        ...
+
     def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
         """Purge the pair's queue and publish these jobs in order."""
         ...
@@ -49,6 +53,9 @@ class NullMirror:
 
     def queue_length(self, application: str, version: str) -> int | None:
         return None
+
+    def sweep_consumed(self) -> int:
+        return 0
 
     def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
         return None

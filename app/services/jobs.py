@@ -38,17 +38,23 @@ def upload(
         raise BadArgument(f"filename {filename!r} must end in one of: {', '.join('.' + d for d in DOCTYPES)}")
     if isinstance(parts, bytes | bytearray) and len(parts) > max_bytes:
         raise TooLarge(f"document is {len(parts)} bytes; the limit is {max_bytes}")
-    blob = store_blob(session, parts, now)
-    if blob.size > max_bytes:
-        raise TooLarge(f"document is {blob.size} bytes; the limit is {max_bytes}")
-    if blob.size == 0:
-        raise BadArgument("document is empty")
+    blob = _store_checked(session, parts, now, max_bytes, "document")
     content = Content(
         identifier=str(uuid.uuid4()), client_id=client_id, blob_id=blob.id, filename=filename[:500], doctype=doctype, created_at=now
     )
     session.add(content)
     session.flush()
     return content
+
+
+def _store_checked(session: Session, parts: Iterable[bytes] | bytes, now: datetime, max_bytes: int, what: str) -> Blob:
+    """Store the bytes; TooLarge or empty raise (the caller's transaction then stores nothing)."""
+    blob = store_blob(session, parts, now)
+    if blob.size > max_bytes:
+        raise TooLarge(f"{what} is {blob.size} bytes; the limit is {max_bytes}")
+    if blob.size == 0:
+        raise BadArgument("document is empty" if what == "document" else f"{what} document is empty")
+    return blob
 
 
 def find_content(session: Session, client_id: int, identifier: str) -> Content:
@@ -352,11 +358,7 @@ def finish(
         raise BadArgument(f"job {guid} asks for format {job.format!r}, got {fmt!r}")
     if fmt not in FORMATS:
         raise BadArgument(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
-    blob = store_blob(session, parts, now)
-    if blob.size > max_bytes:
-        raise TooLarge(f"result is {blob.size} bytes; the limit is {max_bytes}")
-    if blob.size == 0:
-        raise BadArgument("result document is empty")
+    blob = _store_checked(session, parts, now, max_bytes, "result")
     filename = session.scalar(select(Content.filename).where(Content.id == job.content_id)) or "document"
     ext = {"pdf": "pdf", "png": "png", "odf": job.doctype}[fmt]
     result = Result(

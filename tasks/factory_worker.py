@@ -43,6 +43,7 @@ from app.domain.matching import WorkerSpec as DomainWorker
 from app.factory.converters import Converter
 from app.factory.converters import WorkerSpec as FactoryWorker
 from app.factory.errors import ConversionCancelled, ConversionError
+from app.factory.runner import heartbeat_interval
 from app.runtime import Runtime, build_runtime
 from app.services import jobs
 from tasks.celery_app import CONVERT_TASK, DEFAULT_QUEUE, make_celery, pair_queue
@@ -124,10 +125,11 @@ class _Heartbeat:
         return True
 
     def interval(self) -> float:
-        """A third of what is left of the lease, never more than a third of the lease length."""
-        lease = float(self.factory.rt.policy.lease_seconds)
-        remaining = (self.expires - self.factory.rt.now()).total_seconds()
-        return max(self.factory.min_interval, min(remaining, lease) / 3.0)
+        """The pull factory's rule: a third of what is left of the lease, at most a third of a lease."""
+        rt = self.factory.rt
+        return heartbeat_interval(
+            self.expires.timestamp(), rt.now().timestamp(), float(rt.policy.lease_seconds), self.factory.min_interval
+        )
 
     def _lose(self, reason: str) -> None:
         self.reason = reason

@@ -35,6 +35,7 @@ from app.domain.errors import AuthenticationFailed
 from app.metrics import SOAP_STATUS
 from app.runtime import Runtime
 from app.services import jobs
+from app.services.auth import ClientIdentity
 from protocol.soap import AUTH_FAILED, NS, fault_response
 from protocol.soap import OPERATION_RESULT as OPERATION
 from protocol.soap import OPERATION_UPLOAD as UPLOAD
@@ -299,7 +300,7 @@ class StreamedUploads:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         source = environ["wsgi.input"]
         head = _read(source, min(EARLY_AUTH_BYTES, length))
-        refused = self._refuse_early(head)
+        who, refused = self._authenticate_early(head)
         if refused is not None:
             _copy(source, None, length - len(head))  # read the rest away, keep none of it
             start_response(
@@ -314,7 +315,7 @@ class StreamedUploads:
             return fault_response(start_response, "Client", f"request body ended after {received} of {length} bytes")
         identifier = None
         try:
-            identifier = self._store(spool)
+            identifier = self._store(spool, who)
         except NotPlain as exc:
             log.debug("contentUpload handed to spyne: %s", exc)
         except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
@@ -330,25 +331,25 @@ class StreamedUploads:
         SOAP_STATUS.labels(UPLOAD, "200").inc()
         return [body]
 
-    def _refuse_early(self, head: bytes) -> bytes | None:
-        """The 501 answer, when the credentials at the start of the body are wrong: an unknown or
-        wrong client costs no spooling and no parse of the document, only reading it away."""
+    def _authenticate_early(self, head: bytes) -> tuple[ClientIdentity | None, bytes | None]:
+        """Check the credentials at the start of the body: (the client, None) when they are right,
+        (None, the 501 answer) when they are wrong, so an unknown or wrong client costs no spooling
+        and no parse of the document; (None, None) when they cannot be told yet."""
         creds = credentials_first(head)
         if creds is None:
-            return None
+            return None, None
         rt = self.rt
         try:
             with rt.db.read_session() as s:
-                rt.auth.client(s, creds[0], creds[1], rt.now())
+                return rt.auth.client(s, creds[0], creds[1], rt.now()), None
         except AuthenticationFailed:
             SOAP_STATUS.labels(UPLOAD, "501").inc()
             message = f"<statusMessage>{escape(AUTH_FAILED)}</statusMessage>".encode()
-            return _response_head(UPLOAD, 501) + message + _response_tail(UPLOAD)
+            return None, _response_head(UPLOAD, 501) + message + _response_tail(UPLOAD)
         except Exception:  # noqa: BLE001 - the database is away, say: the normal path decides
-            return None
-        return None
+            return None, None
 
-    def _store(self, spool: Any) -> str:
+    def _store(self, spool: Any, who: ClientIdentity | None) -> str:
         """Pass 1 checks everything that could fail (shape, base64, size, credentials); pass 2 stores.
         Any failure raises before or rolls back, and the caller hands the request to spyne."""
         rt = self.rt
@@ -364,8 +365,9 @@ class StreamedUploads:
             raise NotPlain("fields out of order or repeated")
         if not 0 < size <= rt.settings.max_document_bytes:
             raise NotPlain("empty or too large: spyne answers 599")
-        with rt.db.read_session() as s:
-            who = rt.auth.client(s, fields["clientApplicationId"], fields["clientApplicationCredentials"], rt.now())
+        if who is None:  # not checked early (the credentials were not in the plain place at the start)
+            with rt.db.read_session() as s:
+                who = rt.auth.client(s, fields["clientApplicationId"], fields["clientApplicationCredentials"], rt.now())
 
         def parts() -> Iterator[bytes]:
             spool.seek(0)

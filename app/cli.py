@@ -170,7 +170,7 @@ def cmd_factories_disable(args: argparse.Namespace) -> int:
 
 def cmd_jobs_submit(args: argparse.Namespace) -> int:
     from app.domain.matching import parse_pages
-    from app.services import admin, jobs
+    from app.services import admin, submission
 
     path = Path(args.file)
     if not path.is_file():
@@ -183,11 +183,11 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
     with rt.db.session() as s:
         client = admin.client_by_name(s, args.client)
         with path.open("rb") as fh:
-            content = jobs.upload(
+            content = submission.upload(
                 s, rt.now(), client_id=client.id, filename=path.name, parts=iter(lambda: fh.read(1 << 20), b""),
                 max_bytes=rt.settings.max_document_bytes,
             )
-        job = jobs.submit(
+        job = submission.submit(
             s, rt.now(), rt.mirror, client_id=client.id, content=content, application=args.application,
             version=args.version, fmt=args.format or "", page_start=start, page_end=end,
             max_attempts=rt.settings.max_attempts,
@@ -220,12 +220,12 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_requeue(args: argparse.Namespace) -> int:
-    from app.services import admin, jobs
+    from app.services import admin, maintenance
 
     rt = _runtime()
     with rt.db.session() as s:
         job_id = admin.resolve_job_id(s, args.job)
-        jobs.requeue(s, rt.now(), rt.mirror, job_id)
+        maintenance.requeue(s, rt.now(), rt.mirror, job_id)
     print(f"job {job_id} requeued")
     return 0
 
@@ -259,9 +259,9 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def _celery():  # type: ignore[no-untyped-def]
-    from tasks.celery_app import make_celery
+    from app.runtime import build_worker_app
 
-    return make_celery(_settings())
+    return build_worker_app(_settings())
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

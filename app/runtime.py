@@ -1,14 +1,14 @@
 """The composition root: settings -> database, Celery app, mirror, notifier, authenticator, clock.
 
 Nothing here runs at import; `build_runtime(settings)` wires the adapters, and the web app, the
-Celery tasks and the CLI all take a Runtime.
+Celery tasks and the CLI all take the Runtime it returns. This is the one module that imports both
+the services and the Celery adapters in tasks/ (import-linter exempts it by name, see pyproject.toml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from app.config import Settings
@@ -16,57 +16,31 @@ from app.db.engine import Database
 from app.domain.leases import LeasePolicy
 from app.services.auth import Authenticator
 from app.services.ports import Mirror, Notifier, NullMirror, NullNotifier
+from app.services.runtime import Runtime, utcnow
+from tasks.base import attach_runtime
+from tasks.celery_app import CeleryNotifier, make_celery
+from tasks.mirror import KombuMirror
 
 if TYPE_CHECKING:
     from celery import Celery
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    db: Database
-    mirror: Mirror
-    notifier: Notifier
-    auth: Authenticator
-    policy: LeasePolicy
-    clock: Callable[[], datetime] = utcnow
-    celery: Celery | None = None
-    extras: dict[str, object] = field(default_factory=dict)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    def close(self) -> None:
-        self.db.dispose()
-
-
-class CeleryNotifier:
-    def __init__(self, celery: Celery) -> None:
-        self.celery = celery
-
-    def send_callback(self, callback_id: int) -> None:
-        self.celery.send_task("convhub.send_callback", args=[callback_id], queue="convhub", retry=False)
+__all__ = ["Runtime", "build_runtime", "build_worker_app", "utcnow"]
 
 
 def build_runtime(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow, broker: bool = True, celery: Celery | None = None
 ) -> Runtime:
+    """Wire the adapters. With a broker, the Celery app (given or built) carries this runtime:
+    its tasks run the services with it (`tasks.base.RuntimeTask`)."""
     db = Database(settings.database_url)
     policy = LeasePolicy(settings.lease_seconds, settings.max_lease_total_seconds, settings.max_attempts)
     mirror: Mirror = NullMirror()
     notifier: Notifier = NullNotifier()
     if broker:
-        from tasks.celery_app import make_celery
-        from tasks.mirror import KombuMirror
-
         celery = celery or make_celery(settings)
         mirror = KombuMirror(celery)
         notifier = CeleryNotifier(celery)
-    return Runtime(
+    rt = Runtime(
         settings=settings,
         db=db,
         mirror=mirror,
@@ -76,3 +50,14 @@ def build_runtime(
         clock=clock,
         celery=celery,
     )
+    if celery is not None:
+        attach_runtime(celery, rt)
+    return rt
+
+
+def build_worker_app(settings: Settings) -> Celery:
+    """The Celery app of `convhub worker` / `convhub beat`. Its runtime is built on the first task a
+    process runs (after the pool forked), never before: no connection crosses a fork."""
+    app = make_celery(settings)
+    attach_runtime(app, lambda: build_runtime(settings, celery=app))
+    return app

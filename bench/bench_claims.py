@@ -26,7 +26,7 @@ from app.db.migrate import upgrade
 from app.db.models import Blob, ClientApplication, Content, Job
 from app.domain.leases import LeasePolicy
 from app.domain.matching import WorkerSpec
-from app.services import jobs
+from app.services import claims
 
 PAIRS = [("LibreOffice Writer", "7.4", "odt"), ("LibreOffice Calc", "7.4", "ods"), ("LibreOffice Impress", "7.4", "odp")]
 WORKERS = tuple(WorkerSpec(a, v, frozenset({d}), frozenset({"pdf", "png", "odf"})) for a, v, d in PAIRS)
@@ -59,11 +59,11 @@ def claims_per_second(db: Database, threads: int, seconds: float) -> float:
     def run(n: int) -> None:
         while time.monotonic() < stop:
             with db.read_session() as s:
-                heads = jobs.probe(s, WORKERS)
+                heads = claims.probe(s, WORKERS)
             if not heads:
                 return
             with db.session() as s:
-                got = jobs.claim(s, NOW, policy, owner=f"f{n}", workers=WORKERS, pairs=[p for _, p in heads])
+                got = claims.claim(s, NOW, policy, owner=f"f{n}", workers=WORKERS, pairs=[p for _, p in heads])
             if got is not None:
                 count[n] += 1
 
@@ -82,7 +82,7 @@ def empty_poll_ms(db: Database, n: int = 500) -> float:
     for _ in range(n):
         t0 = time.perf_counter()
         with db.read_session() as s:
-            assert jobs.probe(s, idle) == []
+            assert claims.probe(s, idle) == []
         samples.append((time.perf_counter() - t0) * 1000)
     return statistics.median(samples)
 

@@ -29,9 +29,10 @@ from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.db.migrate import upgrade  # noqa: E402
-from app.db.models import DELETED, Job  # noqa: E402
+from app.db.models import Job  # noqa: E402
+from app.domain.states import DELETED  # noqa: E402
 from app.runtime import build_runtime  # noqa: E402
-from app.services import admin, jobs  # noqa: E402
+from app.services import admin, client_views, maintenance, submission  # noqa: E402
 
 NS = "http://www.yospace.com/tundra/ContentService/"
 T0 = datetime(2009, 10, 26, 19, 0, tzinfo=UTC)
@@ -138,7 +139,7 @@ def main() -> int:
         )
         for rnd in range(args.rounds):
             with rt.db.session() as s:  # (the purge below removes an upload with its last job)
-                content_id = jobs.upload(
+                content_id = submission.upload(
                     s, rt.now(), client_id=client_id, filename="bench.odt", parts=b"PK bench", max_bytes=10**6
                 ).id
             insert_s = bulk_insert(rt, client_id, content_id, args.jobs)
@@ -153,8 +154,8 @@ def main() -> int:
             assert r.status_code == 200 and b"<status>200</status>" in r.content, r.text[:500]
             assert f"<deletedCount>{args.jobs}</deletedCount>".encode() in r.content, r.text[:500]
             with rt.db.read_session() as s:
-                assert jobs.counts(s, client_id) == []
-                assert jobs.list_jobs(s, client_id, limit=1) == []
+                assert client_views.counts(s, client_id) == []
+                assert client_views.list_jobs(s, client_id, limit=1) == []
             results.append(
                 {"round": rnd + 1, "insert_seconds": round(insert_s, 3), "delete_seconds": round(elapsed, 3)}
             )
@@ -163,7 +164,7 @@ def main() -> int:
                 flush=True,
             )
             with rt.db.session() as s:  # beat's purge, so the next round starts from an empty table
-                while jobs.purge_deleted(s, rt.now(), batch=50_000) == 50_000:
+                while maintenance.purge_deleted(s, rt.now(), batch=50_000) == 50_000:
                     pass
                 assert s.scalar(select(func.count()).select_from(Job).where(Job.state == DELETED)) == 0
             if not args.sqlite:  # what autovacuum does after beat's purge: the next round starts unbloated

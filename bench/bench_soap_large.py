@@ -53,7 +53,7 @@ def field(reply: bytes, name: str) -> str:
 def main() -> None:
     st = stage(__doc__ or "")
     n, db_url, rt, proc = st.n, st.db_url, st.rt, st.proc
-    from app.services import jobs
+    from app.services import leases
     from app.services.poll import poll
 
     max_bytes = max(n, 1) * 1024 * 1024
@@ -93,7 +93,7 @@ def main() -> None:
         claimed = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
         assert claimed is not None and claimed.id == job_id
         with rt.db.session() as s:
-            jobs.finish(
+            leases.finish(
                 s, rt.now(), rt.notifier, guid=claimed.guid, owner=NAME, token=claimed.lease_token, fmt="pdf",
                 parts=doc, max_bytes=max_bytes,
             )

@@ -9,6 +9,7 @@ from kombu import Exchange, Queue
 
 from app.config import Settings
 from app.domain.matching import queue_name
+from tasks import jobs
 
 DEFAULT_QUEUE = "convhub"
 CONVERT_TASK = "convhub.convert"
@@ -75,7 +76,15 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     app.conf.convhub_settings = settings
-    from tasks import jobs
-
     jobs.register(app)
     return app
+
+
+class CeleryNotifier:
+    """The Notifier port over Celery: a callback's delivery is a task on the default queue."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def send_callback(self, callback_id: int) -> None:
+        self.celery.send_task(jobs.SEND_CALLBACK, args=[callback_id], queue=DEFAULT_QUEUE, retry=False)

@@ -59,7 +59,7 @@ def known_pairs(settings: Settings) -> list[tuple[str, str]]:
     """Every (application, version) a factory serves or a QUEUED job waits for."""
     from app.db.engine import Database
     from app.services.admin import served_pairs
-    from app.services.jobs import queued_by_pair
+    from app.services.maintenance import queued_by_pair
 
     db = Database(settings.database_url, pool_size=1)
     try:

@@ -311,11 +311,11 @@ def submit_job(  # type: ignore[no-untyped-def]
     success_url: str | None = None,
     failure_url: str | None = None,
 ):
-    from app.services import jobs
+    from app.services import submission
 
     with rt.db.session() as s:
-        content = jobs.upload(s, rt.now(), client_id=client_id, filename=filename, parts=data, max_bytes=rt.settings.max_document_bytes)
-        job = jobs.submit(
+        content = submission.upload(s, rt.now(), client_id=client_id, filename=filename, parts=data, max_bytes=rt.settings.max_document_bytes)
+        job = submission.enqueue(
             s, rt.now(), rt.mirror, client_id=client_id, content=content, application=application, version=version,
             fmt=fmt, page_start=page_start, page_end=page_end, max_attempts=rt.settings.max_attempts,
             success_url=success_url, failure_url=failure_url,

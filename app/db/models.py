@@ -23,9 +23,6 @@ from sqlalchemy.types import TypeDecorator
 # SQLite has no 64-bit autoincrement BIGINT primary key; an INTEGER primary key there is 64-bit anyway.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-# Internal state of a job removed by its client: excluded from every listing, count and claim.
-DELETED = 9
-
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both databases (SQLite stores naive UTC)."""

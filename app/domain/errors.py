@@ -2,6 +2,7 @@
 
     ConvhubError
     ├── BadArgument          (400 / SOAP 599)
+    │   └── NotServed        (no enabled registered factory converts this)
     ├── AuthenticationFailed (401 / SOAP 501)
     ├── FactoryDisabled      (403)
     ├── NotFound             (404 / SOAP 508)
@@ -28,6 +29,10 @@ class ConvhubError(Exception):
 
 class BadArgument(ConvhubError):
     """Bad argument."""
+
+
+class NotServed(BadArgument):
+    """No registered factory serves this conversion."""
 
 
 class AuthenticationFailed(ConvhubError):

@@ -25,6 +25,17 @@ class JobState(IntEnum):
 
 
 IN_FLIGHT = (JobState.REQUESTED_FOR_PROCESSING, JobState.PROCESSING)
+# Not held by a factory: a client may delete these (in-flight ones are refused with 518).
+DELETABLE = (JobState.QUEUED, JobState.COMPLETE, JobState.FAILED)
+# Ended: retention removes these once they are old enough.
+TERMINAL = (JobState.COMPLETE, JobState.FAILED)
+# The jobStatus values a client may send or see.
+WIRE_STATES = frozenset(int(s) for s in JobState)
+
+# Internal state of a job its client removed: excluded from every listing, count and claim until
+# beat purges the row. Deliberately not a JobState member: it never appears on the wire (SOAP
+# refuses jobStatus 9 like any other unknown value) and is no part of the transition table.
+DELETED = 9
 
 # from-state -> allowed to-states
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

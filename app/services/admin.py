@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.db.models import DELETED, ClientApplication, Content, Factory, FactoryWorker, Job, Result
+from app.db.models import ClientApplication, Content, Factory, FactoryWorker, Job, Result
+from app.db.removal import remove_contents, remove_jobs
 from app.domain.credentials import hash_secret
 from app.domain.errors import BadArgument, NotFound
 from app.domain.matching import WorkerSpec
-from app.domain.states import IN_FLIGHT, JobState
-from app.services import jobs
+from app.domain.states import DELETED, IN_FLIGHT, JobState
 from app.services.auth import factory_workers
 
 
@@ -50,8 +50,8 @@ def remove_client(session: Session, name: str) -> None:
     client = client_by_name(session, name)
     ids = list(session.scalars(select(Job.id).where(Job.client_id == client.id)).all())
     for i in range(0, len(ids), 5000):
-        jobs.remove_jobs(session, ids[i : i + 5000])
-    jobs.remove_contents(session, list(session.scalars(select(Content.id).where(Content.client_id == client.id)).all()))
+        remove_jobs(session, ids[i : i + 5000])
+    remove_contents(session, list(session.scalars(select(Content.id).where(Content.client_id == client.id)).all()))
     session.delete(client)
 
 

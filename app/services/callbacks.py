@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.engine import Database
 from app.db.models import Callback
 from app.domain.errors import BadArgument
 from app.services import counters
@@ -87,3 +88,20 @@ def due(session: Session, now: datetime, limit: int = 100) -> list[int]:
             select(Callback.id).where(Callback.done_at.is_(None), Callback.next_attempt_at <= now).order_by(Callback.next_attempt_at).limit(limit)
         ).all()
     )
+
+
+def deliver_one(
+    db: Database, now: datetime, callback_id: int, http_get: HttpGet, *, timeout: float, allow_private: bool
+) -> bool:
+    """`deliver` in its own transaction (the send_callback task)."""
+    with db.session() as s:
+        return deliver(s, now, callback_id, http_get, timeout=timeout, allow_private=allow_private)
+
+
+def send_due(db: Database, now: datetime, send: Callable[[int], object]) -> int:
+    """Hand every callback due for an attempt to `send` (the task queue); how many."""
+    with db.read_session() as s:
+        ids = due(s, now)
+    for cb_id in ids:
+        send(cb_id)
+    return len(ids)

@@ -1,4 +1,5 @@
-"""The factory poll: a read-only probe, then an atomic claim, then the mirror's message taken off.
+"""The factory poll (XML-RPC jobs.poll): a read-only probe, then an atomic claim, then the mirror's
+message taken off. The claim itself is `app.services.claims`; its SQL is `app.services.statements`.
 
 An empty poll is one indexed read per (application, version) the factory serves: no write, no scan.
 """
@@ -7,17 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from app.db.blobs import iter_blob
 from app.db.engine import Database
 from app.db.models import Factory
 from app.domain.leases import LeasePolicy
-from app.services import jobs
+from app.services import claims, maintenance
 from app.services.auth import FactoryIdentity
+from app.services.claims import Claimed
 from app.services.ports import Mirror, Notifier
 
 log = logging.getLogger("convhub.poll")
@@ -63,10 +63,10 @@ class LazyReclaimer:
         if not self.due(now):
             return 0
         with db.read_session() as s:
-            if not jobs.has_expired_lease(s, now):
+            if not maintenance.has_expired_lease(s, now):
                 return 0
         with db.session() as s:
-            done = jobs.reclaim_expired(s, now, notifier, mirror)
+            done = maintenance.reclaim_expired(s, now, notifier, mirror)
         for job_id, state in done:
             log.info("lease expired job=%s outcome=%s (reclaimed by poll)", job_id, state.name)
         return len(done)
@@ -80,7 +80,7 @@ def poll(
     factory: FactoryIdentity,
     *,
     reclaim: tuple[LazyReclaimer, Notifier] | None = None,
-) -> jobs.Claimed | None:
+) -> Claimed | None:
     touch_factory(db, factory.id, now)
     if reclaim is not None:
         reclaimer, notifier = reclaim
@@ -91,11 +91,11 @@ def poll(
     if not factory.workers:
         return None
     with db.read_session() as s:
-        heads = jobs.probe(s, factory.workers)
+        heads = claims.probe(s, factory.workers)
     if not heads:
         return None
     with db.session() as s:
-        claimed = jobs.claim(s, now, policy, owner=factory.name, workers=factory.workers, pairs=[p for _, p in heads])
+        claimed = claims.claim(s, now, policy, owner=factory.name, workers=factory.workers, pairs=[p for _, p in heads])
     if claimed is not None:
         take_message(db, mirror, claimed.id, claimed.application, claimed.version)
     return claimed
@@ -106,15 +106,9 @@ def take_message(db: Database, mirror: Mirror, job_id: int, application: str, ve
 
     def is_queued(jid: int) -> bool:
         with db.read_session() as s:
-            return jobs.is_queued(s, jid)
+            return claims.is_queued(s, jid)
 
     try:
         mirror.remove(job_id, application, version, is_queued)
     except Exception as exc:  # noqa: BLE001 - the database is the authority; reconciliation repairs
         log.warning("mirror: could not take job %s off its queue: %s", job_id, exc.__class__.__name__)
-
-
-def stream_blob(db: Database, blob_id: int) -> Iterator[bytes]:
-    """Chunks of a stored document, read in their own read transaction."""
-    with db.read_session() as s:
-        yield from iter_blob(s, blob_id)

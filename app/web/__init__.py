@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from app.runtime import Runtime
+from app.services.runtime import Runtime
 
 log = logging.getLogger("convhub.web")
 

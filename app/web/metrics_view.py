@@ -16,28 +16,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from app.db.models import DELETED, Factory, Job
 from app.domain.states import JobState
-from app.runtime import Runtime
 from app.services import counters
 from app.services.admin import served_pairs
+from app.services.ops_views import ACTIVE_WINDOW, factory_counts, job_stats
+from app.services.runtime import Runtime
 
 log = logging.getLogger("convhub.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-# A factory counts as active when it polled within this window. The poll service writes
-# last_poll_at at most once a minute per process, so the window must be well above that.
-ACTIVE_WINDOW = timedelta(minutes=5)
 
 # Served by this module, so that every process kind of the web tier is counted the same way.
 HTTP_REQUESTS = Counter(
@@ -65,51 +57,6 @@ def endpoint_of(path: str) -> str:
 
 
 # ---------------------------------------------------------------- database figures
-
-
-@dataclass(frozen=True)
-class PairStats:
-    """Jobs of one (application, version) in one state."""
-
-    application: str
-    version: str
-    state: int
-    count: int
-    oldest_submitted: datetime | None
-
-
-def job_stats(session: Session) -> list[PairStats]:
-    """One GROUP BY over the jobs table: count and oldest submission per (state, pair)."""
-    rows = session.execute(
-        select(Job.state, Job.application, Job.version, func.count(), func.min(Job.submitted_at))
-        .where(Job.state != DELETED)
-        .group_by(Job.state, Job.application, Job.version)
-    ).all()
-    return [PairStats(a, v, int(st), int(n), _aware(oldest)) for st, a, v, n, oldest in rows]
-
-
-def _aware(value: object) -> datetime | None:
-    # min() over a TypeDecorator column comes back raw on SQLite (naive text/datetime).
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def factory_counts(session: Session, now: datetime) -> tuple[int, int, int]:
-    """(registered, disabled, active within ACTIVE_WINDOW and enabled)."""
-    total, disabled, active = session.execute(
-        select(
-            func.count(),
-            func.count().filter(Factory.disabled.is_(True)),
-            func.count().filter(Factory.disabled.is_(False), Factory.last_poll_at >= now - ACTIVE_WINDOW),
-        ).select_from(Factory)
-    ).one()
-    return int(total), int(disabled or 0), int(active or 0)
 
 
 class DatabaseCollector(Collector):

@@ -19,15 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, url_for
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.db.models import ClientApplication, Job
 from app.domain.errors import NotFound
 from app.domain.states import IN_FLIGHT, JobState
-from app.runtime import Runtime
-from app.services import admin
-from app.services.jobs import IS_QUEUED
+from app.services import admin, ops_views
+from app.services.runtime import Runtime
 from app.web import metrics_view
 
 log = logging.getLogger("convhub.web.ops")
@@ -277,11 +273,11 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
     """Everything the page shows, as plain JSON-able data (also served as /ops/data.json)."""
     now = rt.now()
     with rt.db.read_session() as s:
-        stats = metrics_view.job_stats(s)
+        stats = ops_views.job_stats(s)
         factories = admin.list_factories(s)
-        oldest = _oldest_waiting(s, now)
-        failures = _recent_failures(s)
-        registered, disabled, active = metrics_view.factory_counts(s, now)
+        oldest = ops_views.oldest_waiting(s, now, LIST_LIMIT)
+        failures = ops_views.recent_failures(s, LIST_LIMIT)
+        registered, disabled, active = ops_views.factory_counts(s, now)
     states = [st.name for st in JobState]
     pairs: dict[tuple[str, str], dict[str, object]] = {}
     totals = dict.fromkeys(states, 0)
@@ -311,43 +307,3 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         "oldestWaiting": oldest,
         "recentFailures": failures,
     }
-
-
-def _listed(s: Session, where: Any, *order: Any) -> list[tuple[Job, dict[str, object]]]:
-    """Up to LIST_LIMIT jobs with their client's name, and the fields every list shows."""
-    rows = s.execute(
-        select(Job, ClientApplication.name)
-        .join(ClientApplication, ClientApplication.id == Job.client_id)
-        .where(where)
-        .order_by(*order)
-        .limit(LIST_LIMIT)
-    ).all()
-    return [
-        (
-            j,
-            {"id": j.id, "guid": j.guid, "client": name, "application": j.application, "version": j.version,
-             "attempts": j.attempts},
-        )
-        for j, name in rows
-    ]
-
-
-def _oldest_waiting(s: Session, now: datetime) -> list[dict[str, object]]:
-    # The literal IS_QUEUED predicate lets the planner use the backlog's partial index.
-    return [
-        {
-            **row,
-            "doctype": j.doctype,
-            "format": j.format or "",
-            "submitted": _iso(j.submitted_at),
-            "ageSeconds": max(0, int((now - j.submitted_at).total_seconds())),
-        }
-        for j, row in _listed(s, IS_QUEUED, Job.submitted_at, Job.id)
-    ]
-
-
-def _recent_failures(s: Session) -> list[dict[str, object]]:
-    return [
-        {**row, "failed": _iso(j.updated_at), "reason": j.failure_reason or ""}
-        for j, row in _listed(s, Job.state == int(JobState.FAILED), Job.updated_at.desc(), Job.id.desc())
-    ]

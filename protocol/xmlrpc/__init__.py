@@ -13,8 +13,8 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from app.domain.errors import AuthenticationFailed, TooLarge
-from app.runtime import Runtime
 from app.services.auth import FactoryIdentity
+from app.services.runtime import Runtime
 
 from . import wire
 from .methods import METHODS, Context, dispatch, record_fault

@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from app import metrics
-from app.db.models import Job
 from app.domain.errors import AuthenticationFailed, BadArgument, LeaseNotHeld
-from app.runtime import Runtime
-from app.services import jobs
+from app.services import documents, leases
 from app.services import poll as poll_service
 from app.services.auth import FactoryIdentity
+from app.services.runtime import Runtime
 
 from . import wire
 from .faults import fault_for
@@ -155,7 +152,7 @@ def jobs_poll(ctx: Context, factory_name: str) -> dict[str, Any]:
         "format": claimed.format,
         "filename": claimed.filename,
         "doctype": claimed.doctype,
-        "document": wire.StreamedBase64(claimed.size, lambda: poll_service.stream_blob(rt.db, blob_id)),
+        "document": wire.StreamedBase64(claimed.size, lambda: documents.stream(rt.db, blob_id)),
         # Extensions.
         "lease": claimed.lease_token,
         "leaseExpires": claimed.lease_expires,
@@ -170,23 +167,21 @@ def jobs_finish(ctx: Context, factory_name: str, job: str, fmt: str, document: A
     t0 = time.perf_counter()
     try:
         with rt.db.session() as s:
-            guid = jobs.finish(
+            done = leases.finish(
                 s, rt.now(), rt.notifier, guid=job, owner=owner, token=lease, fmt=fmt,
                 parts=wire.decode_base64(document, max_bytes), max_bytes=max_bytes,
             )
-            # Metrics labels only; the row is already locked by this transaction.
-            pair = s.execute(select(Job.application, Job.version).where(Job.guid == job)).one()
     finally:
         metrics.FINISH_SECONDS.observe(time.perf_counter() - t0)
-    metrics.FINISHED.labels(application=pair[0], version=pair[1]).inc()
-    return guid
+    metrics.FINISHED.labels(application=done.application, version=done.version).inc()
+    return done.result_guid
 
 
 def jobs_extend(ctx: Context, factory_name: str, job: str, lease: str | None = None) -> dict[str, Any]:
     rt = ctx.rt
     owner = _own_name(ctx, factory_name)
     with rt.db.session() as s:
-        ext = jobs.extend(s, rt.now(), rt.policy, guid=job, owner=owner, token=lease)
+        ext = leases.extend(s, rt.now(), rt.policy, guid=job, owner=owner, token=lease)
     return {"leaseExpires": ext.lease_expires, "cancelled": ext.cancelled}
 
 
@@ -194,7 +189,7 @@ def jobs_fail(ctx: Context, factory_name: str, job: str, reason: str, lease: str
     rt = ctx.rt
     owner = _own_name(ctx, factory_name)
     with rt.db.session() as s:
-        state = jobs.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=owner, token=lease, reason=reason)
+        state = leases.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=owner, token=lease, reason=reason)
     metrics.FAILED_ATTEMPTS.inc()
     return {"jobStatus": int(state)}
 

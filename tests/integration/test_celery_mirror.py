@@ -17,6 +17,7 @@ from app.db.models import Job
 from app.services.auth import FactoryIdentity
 from app.services.poll import poll
 from tasks import jobs as task_jobs
+from tasks.base import attach_runtime
 from tasks.celery_app import make_celery
 from tests.conftest import WRITER, add_client, add_factory, close_runtime, make_settings, submit_job
 
@@ -63,9 +64,9 @@ def rt(settings, clock, celery_app):  # type: ignore[no-untyped-def]
     celery_app.conf.convhub_settings = settings
     task_jobs.register(celery_app)
     runtime = build_runtime(settings, clock=clock, celery=celery_app)
-    task_jobs.set_runtime(runtime)
+    attach_runtime(celery_app, runtime)  # the worker's tasks run with this runtime (fixed clock)
     yield runtime
-    task_jobs.set_runtime(None)
+    attach_runtime(celery_app, None)
     close_runtime(runtime)
 
 
@@ -87,19 +88,19 @@ def test_submit_publishes_after_commit_and_poll_takes_the_message(rt):
     # a rolled-back submit publishes nothing
     with pytest.raises(RuntimeError):
         with rt.db.session() as s:
-            from app.services import jobs
+            from app.services import client_views, submission
 
-            content = jobs.upload(s, rt.now(), client_id=client, filename="x.odt", parts=b"x", max_bytes=100)
-            jobs.submit(s, rt.now(), rt.mirror, client_id=client, content=content, application=PAIR[0], version=PAIR[1])
+            content = submission.upload(s, rt.now(), client_id=client, filename="x.odt", parts=b"x", max_bytes=100)
+            submission.enqueue(s, rt.now(), rt.mirror, client_id=client, content=content, application=PAIR[0], version=PAIR[1])
             raise RuntimeError("roll back")
     assert _length(rt) == 3
     got = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
     assert got.id == ids[0] and _length(rt) == 2
     # a deleted job's message lingers until it reaches the head, where it is dropped
-    from app.services import jobs
+    from app.services import client_views, submission
 
     with rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), client, ids[1])
+        client_views.delete_one(s, rt.now(), client, ids[1])
     assert _length(rt) == 2
     got = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
     assert got.id == ids[2] and _length(rt) == 0
@@ -115,10 +116,10 @@ def test_reconcile_republishes_lost_messages(rt):
 
         pair_queue(*PAIR).bind(conn.default_channel).purge()
     assert _length(rt) == 0
-    from app.services import jobs
+    from app.services import maintenance
 
     with rt.db.session() as s:
-        repaired = jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE)
+        repaired = maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE)
     assert repaired == {"LibreOffice Writer|7.4": 4} and _length(rt) == 4
     assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[0]
     assert _length(rt) == 3
@@ -179,7 +180,7 @@ def _drain_ids(rt) -> list[int]:  # type: ignore[no-untyped-def]
 
 def test_reconcile_finds_lost_messages_hidden_by_stale_ones(rt, clock):
     """One message lost, one stale (deleted job): equal lengths hide the loss until the backlog stalls."""
-    from app.services import jobs
+    from app.services import client_views, maintenance
     from tasks.celery_app import pair_queue
     from tasks.mirror import message_job_id
 
@@ -190,37 +191,37 @@ def test_reconcile_finds_lost_messages_hidden_by_stale_ones(rt, clock):
         assert message_job_id(msg.payload) == ids[0]
         msg.ack()
     with rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), client, ids[3])  # its message lingers
+        client_views.delete_one(s, rt.now(), client, ids[3])  # its message lingers
     assert _length(rt) == 3  # == backlog of 3: the loss is hidden
 
     with rt.db.session() as s:  # a fresh backlog: leave the stale message to drain at the head
-        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+        assert maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
     clock.advance(STALE.total_seconds() + 1)
     with rt.db.session() as s:  # nothing moved: rebuild
-        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {"LibreOffice Writer|7.4": 0}
+        assert maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {"LibreOffice Writer|7.4": 0}
     clock.advance(STALE.total_seconds() + 1)
     with rt.db.session() as s:  # still the same stall: not rebuilt again
-        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+        assert maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
     assert _drain_ids(rt) == ids[:3]
 
 
 def test_reconcile_drops_stale_messages_of_an_idle_pair(rt):
     """Messages of jobs no longer QUEUED (deleted, or claimed while another process held their message)
     would otherwise stay in an idle pair's queue until new work pushed them to the head."""
-    from app.services import admin, jobs
+    from app.services import admin, client_views, maintenance
 
     _factory(rt)  # the beat task checks every pair a registered factory serves, idle or not
     client = add_client(rt)
     ids = [submit_job(rt, client)[0] for _ in range(3)]
     with rt.db.session() as s:
         for jid in ids:
-            jobs.delete_one(s, rt.now(), client, jid)
+            client_views.delete_one(s, rt.now(), client, jid)
     assert _length(rt) == 3
 
     def reconcile() -> dict[str, int]:
         with rt.db.session() as s:
             pairs = admin.served_pairs(s, include_disabled=True)
-            return jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE, known_pairs=pairs)
+            return maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE, known_pairs=pairs)
 
     assert reconcile() == {"LibreOffice Writer|7.4": -3}
     assert _length(rt) == 0
@@ -228,15 +229,15 @@ def test_reconcile_drops_stale_messages_of_an_idle_pair(rt):
 
 
 def test_reconcile_trim_stops_at_a_live_message(rt):
-    from app.services import jobs
+    from app.services import client_views, maintenance
 
     client = add_client(rt)
     ids = [submit_job(rt, client)[0] for _ in range(3)]
     with rt.db.session() as s:  # the head stays QUEUED; the two behind it go stale
-        jobs.delete_one(s, rt.now(), client, ids[1])
-        jobs.delete_one(s, rt.now(), client, ids[2])
+        client_views.delete_one(s, rt.now(), client, ids[1])
+        client_views.delete_one(s, rt.now(), client, ids[2])
     with rt.db.session() as s:
-        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
+        assert maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=STALE) == {}
     assert sorted(_drain_ids(rt)) == ids  # nothing dropped past the live head
 
 
@@ -263,22 +264,22 @@ def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
 
         assert poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[0]
         assert rows() == {True: 5}  # a claim deletes its message's row outright
-        from app.services import jobs
+        from app.services import client_views
         from tasks.celery_app import pair_queue
 
         with rt.db.session() as s:
             for jid in ids[1:4]:
-                jobs.delete_one(s, rt.now(), client, jid)
+                client_views.delete_one(s, rt.now(), client, jid)
         with rt.celery.pool.acquire(block=True) as conn:  # consumers (workers, push factories) get and ack
             q = pair_queue(*PAIR).bind(conn.default_channel)
             for _ in range(3):
                 q.get(no_ack=False, accept=["json"]).ack()
         assert rows() == {False: 3, True: 2}  # the three taken messages are still there, invisible
-        task_jobs.set_runtime(rt)
+        attach_runtime(celery, rt)
         celery.tasks["convhub.reconcile"].apply()  # what beat runs every reconcile interval
         assert rows() == {True: 2}
         assert _length(rt) == 2 and poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id == ids[4]
         engine.dispose()
     finally:
-        task_jobs.set_runtime(None)
+        attach_runtime(celery, None)
         close_runtime(rt)

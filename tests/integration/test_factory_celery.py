@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 
 from app.db.blobs import read_blob
 from app.db.models import Job, Result
+from app.domain.states import JobState
 from app.factory.converters import CommandConverter, Converter, WorkerSpec, parse_job
 from app.factory.errors import ConversionCancelled, ConversionError
 from app.runtime import build_runtime
-from app.services import jobs
+from app.services import claims, leases, maintenance
 from app.services.poll import poll
 from tasks import factory_worker
 from tasks.celery_app import make_celery, pair_queue
@@ -184,7 +185,7 @@ def test_database_away_at_claim_requeues_the_message(push, broker_url, monkeypat
     factory.db_backoff = 0.01
     client = add_client(server)
     job_id, _ = submit_job(server, client)
-    real_claim, failures = jobs.claim, [2]
+    real_claim, failures = claims.claim, [2]
 
     def flaky_claim(*a, **kw):  # type: ignore[no-untyped-def]
         if failures[0]:
@@ -223,7 +224,7 @@ def test_job_claimed_by_poll_is_dropped_and_stays_with_the_pull_factory(push, br
     assert conv.calls == Counter() and factory.counts == Counter(dropped=1)
     assert states(server, [job_id])[job_id] == (1, 1, "pull-1")  # still leased to the pull factory
     with server.db.session() as s:
-        jobs.finish(s, server.now(), server.notifier, guid=guid, owner="pull-1", token=claimed.lease_token,
+        leases.finish(s, server.now(), server.notifier, guid=guid, owner="pull-1", token=claimed.lease_token,
                     fmt="pdf", parts=b"%PDF pulled", max_bytes=1 << 20)
     assert states(server, [job_id])[job_id][0] == 3
 
@@ -234,7 +235,7 @@ def test_conversion_error_fails_the_attempt_and_the_requeued_job_comes_back(push
     client = add_client(server)
     job_id, _ = submit_job(server, client, b"FAIL me")
     with worker(app, names, concurrency=1):
-        # Each jobs.fail re-publishes the message (attempts left), so the job comes back until
+        # Each leases.fail re-publishes the message (attempts left), so the job comes back until
         # max_attempts (3) is used up and it is FAILED.
         wait_for(lambda: states(server, [job_id])[job_id][0] == 4, 30, "FAILED")
         wait_for(lambda: server.mirror.queue_length(*PAIR) == 0, 10, "empty pair queue")
@@ -275,7 +276,7 @@ def test_heartbeat_moves_to_processing_and_a_lost_lease_abandons_the_job(tmp_pat
         assert states(rt, [job_id])[job_id] == (2, 1, "push-1")  # PROCESSING as soon as it started
         clock.advance(6)  # the lease runs out; the beat task's reclaim requeues the job
         with rt.db.session() as s:
-            assert jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, jobs.JobState.QUEUED)]
+            assert maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, JobState.QUEUED)]
         t.join(15)
         assert outcome == ["abandoned"]  # the next extend saw 409 and cancelled the conversion
         state, attempts, owner = states(rt, [job_id])[job_id]

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.services import admin, jobs
+from app.services import admin, client_views, maintenance
 from app.services.poll import poll
 from tasks.celery_app import pair_queue
 from tasks.mirror import MAX_SKIP, envelope_job_id
@@ -51,7 +51,7 @@ def test_claim_removes_its_message_by_value_and_drops_stale_ones_ahead(rt):
     client = add_client(rt)
     a, b, c, d = (submit_job(rt, client)[0] for _ in range(4))
     with rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), client, c)  # c goes stale
+        client_views.delete_one(s, rt.now(), client, c)  # c goes stale
     republish(rt, [b, c, a, d])  # commit order differed from submission order: a is not at the head
     with rt.db.read_session() as s:
         factory = rt.auth.factory(s, "factory-1", "factory-secret-1", rt.now())
@@ -76,7 +76,7 @@ def test_a_message_beyond_the_window_stays_stale_until_reconciliation_trims_it(r
     assert order(rt) == [oldest]  # stale, on an idle pair
     with rt.db.session() as s:
         pairs = admin.served_pairs(s, include_disabled=True)
-        assert jobs.reconcile(s, rt.mirror, rt.now(), stale_after=timedelta(hours=1), known_pairs=pairs) == {
+        assert maintenance.reconcile(s, rt.mirror, rt.now(), stale_after=timedelta(hours=1), known_pairs=pairs) == {
             "LibreOffice Writer|7.4": -1
         }
     assert order(rt) == []

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import event, func, select
 
-from app.db.models import DELETED, Blob, Content, Job
+from app.db.models import Blob, Content, Job
 from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
@@ -19,8 +19,8 @@ from app.domain.errors import (
     NotOwner,
 )
 from app.domain.matching import WorkerSpec
-from app.domain.states import JobState
-from app.services import admin, jobs
+from app.domain.states import DELETED, JobState
+from app.services import admin, claims, client_views, leases, maintenance, submission
 from app.services.poll import poll
 from tests.conftest import WRITER, add_client, add_factory, submit_job
 
@@ -34,7 +34,7 @@ def rt(make_runtime, any_db_url):  # type: ignore[no-untyped-def]
 
 def _claim(rt, owner="factory-1", workers=WRITER_SPEC):  # type: ignore[no-untyped-def]
     with rt.db.session() as s:
-        return jobs.claim(s, rt.now(), rt.policy, owner=owner, workers=workers)
+        return claims.claim(s, rt.now(), rt.policy, owner=owner, workers=workers)
 
 
 def _state(rt, job_id):  # type: ignore[no-untyped-def]
@@ -97,7 +97,7 @@ def test_claim_details_and_fresh_token(rt, clock):
     assert (c.id, c.guid, c.page_start, c.page_end, c.attempt, c.size) == (job_id, guid, 2, 3, 1, 3000)
     assert c.lease_expires == clock() + __import__("datetime").timedelta(seconds=300)
     with rt.db.session() as s:
-        jobs.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=guid, owner="factory-1", token=c.lease_token, reason="boom")
+        leases.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=guid, owner="factory-1", token=c.lease_token, reason="boom")
     c2 = _claim(rt)
     assert c2.id == job_id and c2.attempt == 2 and c2.lease_token != c.lease_token
 
@@ -109,23 +109,23 @@ def test_fencing_stale_holders_change_nothing(rt, clock):
     kw = dict(guid=guid, owner="factory-1")
     for owner, token in [("factory-2", c.lease_token), ("factory-1", "wrong-token")]:
         with pytest.raises(LeaseNotHeld), rt.db.session() as s:
-            jobs.extend(s, rt.now(), rt.policy, guid=guid, owner=owner, token=token)
+            leases.extend(s, rt.now(), rt.policy, guid=guid, owner=owner, token=token)
         with pytest.raises(LeaseNotHeld), rt.db.session() as s:
-            jobs.finish(s, rt.now(), rt.notifier, guid=guid, owner=owner, token=token, fmt="pdf", parts=b"%PDF", max_bytes=10**6)
+            leases.finish(s, rt.now(), rt.notifier, guid=guid, owner=owner, token=token, fmt="pdf", parts=b"%PDF", max_bytes=10**6)
         with pytest.raises(LeaseNotHeld), rt.db.session() as s:
-            jobs.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=guid, owner=owner, token=token, reason="x")
+            leases.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=guid, owner=owner, token=token, reason="x")
     assert _state(rt, job_id) == 1
     # extend: 1 -> 2, renewed
     with rt.db.session() as s:
-        ext = jobs.extend(s, rt.now(), rt.policy, token=c.lease_token, **kw)
+        ext = leases.extend(s, rt.now(), rt.policy, token=c.lease_token, **kw)
     assert _state(rt, job_id) == 2 and not ext.cancelled
     # after expiry: nothing changes, finish refused
     clock.advance(301)
     with pytest.raises(LeaseNotHeld), rt.db.session() as s:
-        jobs.finish(s, rt.now(), rt.notifier, token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=10**6, **kw)
+        leases.finish(s, rt.now(), rt.notifier, token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=10**6, **kw)
     assert _state(rt, job_id) == 2
     with pytest.raises(NotFound), rt.db.session() as s:
-        jobs.extend(s, rt.now(), rt.policy, guid="no-such-guid", owner="factory-1", token=None)
+        leases.extend(s, rt.now(), rt.policy, guid="no-such-guid", owner="factory-1", token=None)
 
 
 def test_extend_is_capped_per_attempt(make_runtime, any_db_url, clock):
@@ -137,13 +137,13 @@ def test_extend_is_capped_per_attempt(make_runtime, any_db_url, clock):
     for _ in range(3):  # at +200, +400, +600: the third one reaches the cap (+700)
         clock.advance(200)
         with rt.db.session() as s:
-            results.append(jobs.extend(s, rt.now(), rt.policy, guid=guid, owner="factory-1", token=c.lease_token))
+            results.append(leases.extend(s, rt.now(), rt.policy, guid=guid, owner="factory-1", token=c.lease_token))
     cap = c.lease_expires - __import__("datetime").timedelta(seconds=300) + __import__("datetime").timedelta(seconds=700)
     assert results[-1].lease_expires == cap and results[-1].cancelled
     assert not results[0].cancelled
     clock.advance(100)  # now past the cap
     with pytest.raises(LeaseNotHeld), rt.db.session() as s:
-        jobs.extend(s, rt.now(), rt.policy, guid=guid, owner="factory-1", token=c.lease_token)
+        leases.extend(s, rt.now(), rt.policy, guid=guid, owner="factory-1", token=c.lease_token)
 
 
 def test_finish_stores_result_and_checks_format(rt):
@@ -151,15 +151,15 @@ def test_finish_stores_result_and_checks_format(rt):
     job_id, guid = submit_job(rt, client, fmt="pdf")
     c = _claim(rt)
     with pytest.raises(BadArgument), rt.db.session() as s:
-        jobs.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="png", parts=b"x", max_bytes=10**6)
+        leases.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="png", parts=b"x", max_bytes=10**6)
     payload = bytes(range(256)) * 5000  # > 1 MiB: several chunks
     with rt.db.session() as s:
-        rguid = jobs.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=payload, max_bytes=10**7)
+        rguid = leases.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=payload, max_bytes=10**7).result_guid
     assert len(rguid) == 36 and _state(rt, job_id) == 3
     from app.db.blobs import read_blob
 
     with rt.db.read_session() as s:
-        res = jobs.result_of(s, client, job_id)
+        res = client_views.result_of(s, client, job_id)
         assert (res.format, res.filename) == ("pdf", "doc.pdf")
         assert read_blob(s, res.blob_id) == payload
 
@@ -172,10 +172,10 @@ def test_reclaim_counts_attempts_then_fails(make_runtime, any_db_url, clock):
         c = _claim(rt)
         assert c.attempt == attempt
         with rt.db.session() as s:
-            assert jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == []  # not yet expired
+            assert maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == []  # not yet expired
         clock.advance(300)
         with rt.db.session() as s:
-            assert jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, expected)]
+            assert maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, expected)]
     with rt.db.read_session() as s:
         job = s.get(Job, job_id)
         assert job.state == 4 and job.attempts == 2 and "lease expired" in job.failure_reason
@@ -187,22 +187,22 @@ def test_delete_one_rules(rt):
     queued, _ = submit_job(rt, a)
     inflight, _ = submit_job(rt, a)
     with rt.db.session() as s:  # claim the second one specifically
-        jobs.claim(s, rt.now(), rt.policy, owner="f", workers=WRITER_SPEC, job_id=inflight)
+        claims.claim(s, rt.now(), rt.policy, owner="f", workers=WRITER_SPEC, job_id=inflight)
     with pytest.raises(NotOwner), rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), b, queued)
+        client_views.delete_one(s, rt.now(), b, queued)
     with pytest.raises(BadJobState), rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), a, inflight)
+        client_views.delete_one(s, rt.now(), a, inflight)
     with pytest.raises(NotFound), rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), a, 999999)
+        client_views.delete_one(s, rt.now(), a, 999999)
     with rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), a, queued)
+        client_views.delete_one(s, rt.now(), a, queued)
     with pytest.raises(NotFound), rt.db.session() as s:
-        jobs.delete_one(s, rt.now(), a, queued)
+        client_views.delete_one(s, rt.now(), a, queued)
     with rt.db.read_session() as s:
-        assert jobs.counts(s, a) == [(1, 1)]
-        assert jobs.list_jobs(s, a) == [(inflight, 1)]
+        assert client_views.counts(s, a) == [(1, 1)]
+        assert client_views.list_jobs(s, a) == [(inflight, 1)]
         with pytest.raises(BadArgument):
-            jobs.list_jobs(s, a, state=DELETED)  # the internal state is never listable
+            client_views.list_jobs(s, a, state=DELETED)  # the internal state is never listable
     assert _claim(rt) is None  # the deleted job is never handed out
 
 
@@ -214,21 +214,21 @@ def test_delete_range_hides_skips_and_purges(rt, clock):
         ids.append(submit_job(rt, a)[0])
         clock.advance(10)
     with rt.db.session() as s:
-        jobs.claim(s, rt.now(), rt.policy, owner="f", workers=WRITER_SPEC, job_id=ids[1])
+        claims.claim(s, rt.now(), rt.policy, owner="f", workers=WRITER_SPEC, job_id=ids[1])
     import datetime as dt
 
     with pytest.raises(BadArgument), rt.db.session() as s:
-        jobs.delete_range(s, rt.now(), a, t0 + dt.timedelta(seconds=30), t0)
+        client_views.delete_range(s, rt.now(), a, t0 + dt.timedelta(seconds=30), t0)
     with rt.db.session() as s:  # [t0, t0+30): jobs 0,1,2; job 1 in flight
-        r = jobs.delete_range(s, rt.now(), a, t0, t0 + dt.timedelta(seconds=30))
+        r = client_views.delete_range(s, rt.now(), a, t0, t0 + dt.timedelta(seconds=30))
     assert (r.deleted, r.skipped) == (2, 1)
     with rt.db.read_session() as s:
-        assert [i for i, _ in jobs.list_jobs(s, a)] == [ids[1], ids[3], ids[4]]
+        assert [i for i, _ in client_views.list_jobs(s, a)] == [ids[1], ids[3], ids[4]]
     with rt.db.session() as s:
-        r = jobs.delete_range(s, rt.now(), a, t0, None)  # to now
+        r = client_views.delete_range(s, rt.now(), a, t0, None)  # to now
     assert (r.deleted, r.skipped) == (2, 1)
     with rt.db.session() as s:
-        assert jobs.purge_deleted(s, rt.now()) == 4
+        assert maintenance.purge_deleted(s, rt.now()) == 4
     with rt.db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
         assert s.scalar(select(func.count()).select_from(Content)) == 1
@@ -241,12 +241,12 @@ def test_retention_purges_old_terminal_jobs(rt, clock):
     keep, _ = submit_job(rt, a)
     c = _claim(rt)
     with rt.db.session() as s:
-        jobs.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=100)
+        leases.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=100)
     clock.advance(31 * 86400)
     with rt.db.session() as s:
-        assert jobs.retention_purge(s, rt.now(), 30) == 1
+        assert maintenance.retention_purge(s, rt.now(), 30) == 1
     with rt.db.read_session() as s:
-        assert [i for i, _ in jobs.list_jobs(s, a)] == [keep]
+        assert [i for i, _ in client_views.list_jobs(s, a)] == [keep]
 
 
 def test_authentication_cache_and_timing_equivalence(rt):
@@ -310,7 +310,7 @@ def test_delete_marks_are_invisible_to_poll_even_when_racing(make_runtime, pg_ur
         import datetime as dt
 
         with rt.db.session() as s:
-            r = jobs.delete_range(s, rt.now() + dt.timedelta(seconds=1), a, rt.now() - dt.timedelta(days=1), None)
+            r = client_views.delete_range(s, rt.now() + dt.timedelta(seconds=1), a, rt.now() - dt.timedelta(days=1), None)
         deleted["r"] = r
 
     threads = [threading.Thread(target=claimer, args=(n,)) for n in range(8)] + [threading.Thread(target=deleter)]
@@ -343,7 +343,7 @@ def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime
     def finisher() -> None:
         go.wait(30)
         with rt.db.session() as s:
-            outcome["result"] = jobs.finish(
+            outcome["result"] = leases.finish(
                 s, rt.now(), rt.notifier, guid=claimed.guid, owner="factory-1", token=claimed.lease_token,
                 fmt="pdf", parts=b"%PDF", max_bytes=10**6,
             )
@@ -359,7 +359,7 @@ def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime
     event.listen(rt.db.engine, "after_cursor_execute", after_update)
     try:
         with rt.db.session() as s:
-            r = jobs.delete_range(s, rt.now() + dt.timedelta(seconds=1), a, rt.now() - dt.timedelta(days=1), None)
+            r = client_views.delete_range(s, rt.now() + dt.timedelta(seconds=1), a, rt.now() - dt.timedelta(days=1), None)
     finally:
         event.remove(rt.db.engine, "after_cursor_execute", after_update)
         go.set()
@@ -405,10 +405,10 @@ def test_remove_client_removes_everything_it_owns(rt):
     done_job, guid = submit_job(rt, gone, data=b"y" * 3000)
     submit_job(rt, gone)
     with rt.db.session() as s:
-        c = jobs.claim(s, rt.now(), rt.policy, owner="factory-1", workers=WRITER_SPEC, job_id=done_job)
+        c = claims.claim(s, rt.now(), rt.policy, owner="factory-1", workers=WRITER_SPEC, job_id=done_job)
     with rt.db.session() as s:  # a result, and an upload no job uses
-        jobs.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=100)
-        jobs.upload(s, rt.now(), client_id=gone, filename="unused.odt", parts=b"z", max_bytes=100)
+        leases.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=100)
+        submission.upload(s, rt.now(), client_id=gone, filename="unused.odt", parts=b"z", max_bytes=100)
     with rt.db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Result)) == 1
         assert s.scalar(select(func.count()).select_from(Blob)) == 5  # 4 uploads + 1 result

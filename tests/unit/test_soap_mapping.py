@@ -9,6 +9,7 @@ import pytest
 
 from app.domain import errors
 from protocol import soap
+from protocol.soap import operations
 
 
 @pytest.mark.parametrize(
@@ -26,11 +27,11 @@ from protocol import soap
     ],
 )
 def test_status_table(exc, code):
-    assert soap._status_of(exc) == code
+    assert soap.status_of(exc) == code
 
 
 def test_only_seed_codes_are_used():
-    assert {code for _, code in soap._STATUS} <= {200, 501, 508, 518, 532, 599}
+    assert {code for _, code in soap.STATUS} <= {200, 501, 508, 518, 532, 599}
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,7 @@ def test_only_seed_codes_are_used():
     ],
 )
 def test_timestamps_normalised_to_utc(given, expected):
-    got = soap._utc(given)
+    got = operations._utc(given)
     assert got == expected
     assert got is None or got.utcoffset() == timedelta(0)
 

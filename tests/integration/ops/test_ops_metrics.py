@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.domain.states import JobState
 from app.web import create_app
 from tests.conftest import add_client, add_factory, submit_job
 from tests.integration.ops.conftest import poll_once
@@ -117,7 +118,7 @@ def test_worker_events_are_counted_in_the_database(make_runtime, any_db_url, clo
     from sqlalchemy import select
 
     from app.db.models import Callback
-    from app.services import callbacks, jobs
+    from app.services import callbacks, maintenance
 
     rt = make_runtime(database_url=any_db_url, max_attempts=1)
     app = create_app(rt)
@@ -127,7 +128,7 @@ def test_worker_events_are_counted_in_the_database(make_runtime, any_db_url, clo
     assert poll_once(rt, "f-metrics", "factory-secret-1") is not None
     clock.advance(rt.settings.lease_seconds)
     with rt.db.session() as s:  # the one attempt expires: FAILED, and a failure callback is owed
-        assert [st for _, st in jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror)] == [jobs.JobState.FAILED]
+        assert [st for _, st in maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror)] == [JobState.FAILED]
     with rt.db.read_session() as s:
         cb = s.scalar(select(Callback.id))
 

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from app.db.models import DELETED, Job
+from app.db.models import Job
 from app.domain.matching import WorkerSpec
-from app.services import jobs
+from app.domain.states import DELETED
+from app.services import claims
 from app.services.poll import poll
 from tests.conftest import WRITER, add_client, add_factory, start_server, submit_job
 from tests.integration.soap.soapkit import call
@@ -64,7 +65,7 @@ def test_in_flight_skipped_and_removed_jobs_are_gone_everywhere(soap, clock):
     rt = soap.runtime
     ids = [submit_job(rt, 1)[0] for _ in range(5)]
     with rt.db.session() as s:
-        held = jobs.claim(s, rt.now(), rt.policy, owner="factory-1", workers=SPEC)
+        held = claims.claim(s, rt.now(), rt.policy, owner="factory-1", workers=SPEC)
     assert held is not None and held.id == ids[0]
     clock.advance(1)
     r = call(soap, "deleteContentConversions", [("deleteFrom", "2000-01-01T00:00:00Z")])

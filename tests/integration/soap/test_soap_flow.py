@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from app.db.models import Callback
 from app.domain.states import JobState
-from app.services import jobs
+from app.services import leases
 from app.services.poll import poll
-from tasks import jobs as task_jobs
+from tasks.base import attach_runtime
 from tests.conftest import add_client, add_factory, start_server
 from tests.integration.soap.soapkit import call
 
@@ -44,7 +44,7 @@ def test_full_flow_with_callbacks(runtime, clock):
     _Hooks.hits = []
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{hooks.server_port}"
-    task_jobs.set_runtime(rt)
+    attach_runtime(rt.celery, rt)
     try:
         doc = b"PK\x03\x04 the one upload"
         up = call(
@@ -77,7 +77,7 @@ def test_full_flow_with_callbacks(runtime, clock):
         first = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
         assert first is not None and first.id == ids["7.4"]
         with rt.db.session() as s:
-            jobs.finish(
+            leases.finish(
                 s,
                 rt.now(),
                 rt.notifier,
@@ -95,7 +95,7 @@ def test_full_flow_with_callbacks(runtime, clock):
             assert c is not None and c.id == ids["24.2"] and c.attempt == attempt
             assert call(srv, "getContentConvertStatus", [("jobId", c.id)]).get("jobStatus") == "1"
             with rt.db.session() as s:
-                new = jobs.fail(
+                new = leases.fail(
                     s,
                     rt.now(),
                     rt.policy,
@@ -141,7 +141,7 @@ def test_full_flow_with_callbacks(runtime, clock):
             [("/ok", "7.4", str(ids["7.4"]), "3"), ("/failed", "24.2", str(ids["24.2"]), "4")]
         )
     finally:
-        task_jobs.set_runtime(None)
+        attach_runtime(rt.celery, None)
         hooks.shutdown()
         hooks.server_close()
         srv.stop()

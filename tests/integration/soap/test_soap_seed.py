@@ -18,7 +18,7 @@ from sqlalchemy import update
 from app.db.models import Job
 from app.domain.matching import WorkerSpec
 from app.domain.states import JobState
-from app.services import jobs
+from app.services import claims, client_views
 from tests.conftest import WRITER, submit_job
 from tests.integration.soap.soapkit import SAFE, SOAP_ENV, post, seed_examples, shape
 
@@ -82,7 +82,7 @@ def test_per_state_example(soap):
     rt = soap.runtime
     ids = [submit_job(rt, 1)[0] for _ in range(3)]
     with rt.db.session() as s:
-        c = jobs.claim(
+        c = claims.claim(
             s, rt.now(), rt.policy, owner="factory-1", workers=(WorkerSpec.parse(WRITER),), job_id=ids[2]
         )
         assert c is not None
@@ -106,7 +106,7 @@ def test_delete_one_example_existing_job(soap):
     _compare("deleteContentConversion", reply, leading_status=False)
     assert reply.status == 200
     with rt.db.read_session() as s:
-        assert jobs.list_jobs(s, 1) == []
+        assert client_views.list_jobs(s, 1) == []
 
 
 def test_delete_one_example_unknown_job(soap):

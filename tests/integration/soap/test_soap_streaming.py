@@ -10,11 +10,11 @@ import re
 import pytest
 from werkzeug.test import Client
 
-from app.services import jobs
+from app.services import leases, submission
 from app.services.poll import poll
-from protocol import soap as soap_module
 from protocol.soap import NS, RESULT_PART_BYTES, spyne_wsgi_app
-from protocol.soap_streaming import (
+from protocol.soap import operations as soap_operations
+from protocol.soap.streaming import (
     NotPlain,
     StreamedResults,
     StreamedUploads,
@@ -68,7 +68,7 @@ def finished(rt, data: bytes, filename: str = "a&b <x>.odt") -> int:  # type: ig
     claimed = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
     assert claimed is not None and claimed.id == job_id
     with rt.db.session() as s:
-        jobs.finish(
+        leases.finish(
             s, rt.now(), rt.notifier, guid=claimed.guid, owner="factory-1", token=claimed.lease_token, fmt="pdf",
             parts=data, max_bytes=10**7,
         )
@@ -82,7 +82,7 @@ def post(client: Client, body: bytes):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("size", [1, 6, 7, 8, 20, 21, 3 * 1024 * 1024 + 5])  # finish refuses empty results
 def test_streamed_answer_is_byte_for_byte_spynes(apps, monkeypatch, size):
     rt, spyne, streamed = apps
-    monkeypatch.setattr(soap_module, "RESULT_PART_BYTES", 7)  # spyne's parts as small as the stream's
+    monkeypatch.setattr(soap_operations, "RESULT_PART_BYTES", 7)  # spyne's parts as small as the stream's
     data = os.urandom(size)
     job_id = finished(rt, data)
     for qualified in (False, True):
@@ -121,7 +121,7 @@ def test_everything_but_success_is_spynes_answer(apps, body, status):
 
 def test_a_result_purged_while_streaming_cuts_the_response_short(apps):
     from app.db.blobs import BlobGone
-    from app.services.jobs import remove_jobs
+    from app.services.maintenance import remove_jobs
 
     rt, _, _ = apps
     job_id = finished(rt, os.urandom(3 * 1024 * 1024))  # three 1 MiB chunks
@@ -190,7 +190,7 @@ def stored(rt, identifier: str) -> bytes:  # type: ignore[no-untyped-def]
     from app.db.blobs import read_blob
 
     with rt.db.read_session() as s:
-        return read_blob(s, jobs.find_content(s, rt.petshow, identifier).blob_id)
+        return read_blob(s, submission.find_content(s, rt.petshow, identifier).blob_id)
 
 
 def uploads_in_db(rt) -> int:  # type: ignore[no-untyped-def]
@@ -292,7 +292,7 @@ def test_upload_fields_streams_and_refuses_other_shapes():
 
 
 def test_wrong_credentials_on_a_large_upload_are_refused_before_spooling(uploads, monkeypatch):
-    from protocol import soap_streaming
+    from protocol.soap import streaming as soap_streaming
 
     rt, spyne, streamed = uploads
 

@@ -9,7 +9,7 @@ import pytest
 import zeep
 from lxml import etree
 
-from app.services import jobs
+from app.services import leases
 from app.services.auth import FactoryIdentity
 from app.services.poll import poll
 from protocol.soap import NS, PATH
@@ -153,7 +153,7 @@ def test_every_operation_and_status(svc, soap, clock):
     st(svc.deleteContentConversion(**creds(), jobId=j1), 518)
     st(svc.getContentConvertResult(**creds(), jobId=j2), 518)  # QUEUED: no result yet
     with rt.db.session() as s:
-        jobs.finish(
+        leases.finish(
             s,
             rt.now(),
             rt.notifier,
@@ -218,7 +218,7 @@ def test_a_large_document_both_ways_with_stock_zeep_settings(svc, soap):
         assert read_blob(s, s.get(Content, job.content_id).blob_id) == doc  # uploaded intact
     result = doc[::-1]
     with rt.db.session() as s:
-        jobs.finish(
+        leases.finish(
             s, rt.now(), rt.notifier, guid=claimed.guid, owner="factory-1", token=claimed.lease_token, fmt="pdf",
             parts=result, max_bytes=rt.settings.max_document_bytes,
         )

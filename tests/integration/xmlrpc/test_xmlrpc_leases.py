@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.db.models import Job, Result
 from app.domain.states import JobState
-from app.services import jobs
+from app.services import maintenance
 from tests.conftest import add_factory, submit_job
 from tests.integration.xmlrpc.xrkit import FACTORY, proxy
 
@@ -53,7 +53,7 @@ def test_after_reclaim_and_a_new_lease_the_old_holder_is_fenced(live_server, cli
     old = fp.jobs.poll(FACTORY)
     clock.advance(301)
     with rt.db.session() as s:
-        assert jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, JobState.QUEUED)]
+        assert maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror) == [(job_id, JobState.QUEUED)]
     state = snapshot(rt, guid)
     assert state[0] == JobState.QUEUED and state[1] is None and state[4] == 1
     all_refused(fp, FACTORY, guid, [old["lease"]])
@@ -113,7 +113,7 @@ def test_fail_uses_attempts_and_expiry_counts_too(live_server, client_id, fp, cl
     fp.jobs.poll(FACTORY)
     clock.advance(301)
     with rt.db.session() as s:
-        jobs.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror)
+        maintenance.reclaim_expired(s, rt.now(), rt.notifier, rt.mirror)
     job = fp.jobs.poll(FACTORY)
     assert job["attempt"] == 3
     assert fp.jobs.fail(FACTORY, guid, "still bad", job["lease"]) == {"jobStatus": int(JobState.FAILED)}

@@ -29,16 +29,16 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from app.db.blobs import BlobGone, chunk_seqs, read_chunk
-from app.db.models import Blob
 from app.domain.errors import AuthenticationFailed
 from app.metrics import SOAP_STATUS
-from app.runtime import Runtime
-from app.services import jobs
+from app.services import client_views, documents, submission
 from app.services.auth import ClientIdentity
-from protocol.soap import AUTH_FAILED, NS, fault_response
-from protocol.soap import OPERATION_RESULT as OPERATION
-from protocol.soap import OPERATION_UPLOAD as UPLOAD
+from app.services.runtime import Runtime
+
+from .hardening import fault_response
+from .schema import AUTH_FAILED, NS
+from .schema import OPERATION_RESULT as OPERATION
+from .schema import OPERATION_UPLOAD as UPLOAD
 
 log = logging.getLogger("convhub.soap")
 
@@ -178,9 +178,8 @@ class StreamedResults:
         try:
             with rt.db.read_session() as s:
                 who = rt.auth.client(s, name, secret, rt.now())
-                result = jobs.result_of(s, who.id, job_id)
-                size = s.get(Blob, result.blob_id).size  # type: ignore[union-attr]
-                fmt, filename, blob_id = result.format, result.filename, result.blob_id
+                result = client_views.result_of(s, who.id, job_id)
+            fmt, filename, blob_id, size = result.format, result.filename, result.blob_id, result.size
         except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
             return None
         if fmt is None or filename is None or _NOT_XML_CHAR.search(fmt + filename):
@@ -193,23 +192,9 @@ class StreamedResults:
         yield TAIL
 
     def _chunks(self, blob_id: int, size: int) -> Iterator[bytes]:
-        """The blob's chunks, each read in its own short session (a slow client holds no connection).
-
-        A blob purged meanwhile (its job deleted) raises BlobGone: the server drops the connection
-        short of Content-Length, so the client sees a failed transfer, never a document with a hole."""
-        with self.rt.db.read_session() as s:
-            seqs = chunk_seqs(s, blob_id)
-        sent = 0
-        for seq in seqs:
-            with self.rt.db.read_session() as s:
-                data = read_chunk(s, blob_id, seq)
-            if data is None:
-                break
-            sent += len(data)
-            yield data
-        if sent != size:
-            log.warning("result blob %s was purged while being streamed; response cut short", blob_id)
-            raise BlobGone(f"blob {blob_id}: {sent} of {size} bytes left to stream")
+        """The result's chunks, each read in its own short session; a result purged meanwhile cuts
+        the response short (documents.BlobGone), never a document with a hole."""
+        return documents.stream_checked(self.rt.db, blob_id, size)
 
 
 # ------------------------------------------------------------------ contentUpload
@@ -376,7 +361,7 @@ class StreamedUploads:
                     yield _decode(text)
 
         with rt.db.session() as s:
-            content = jobs.upload(
+            content = submission.upload(
                 s, rt.now(), client_id=who.id, filename=fields["filename"], parts=parts(),
                 max_bytes=rt.settings.max_document_bytes,
             )

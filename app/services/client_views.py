@@ -1,0 +1,157 @@
+"""What a client application sees and removes: its jobs' counts, listings, status and results,
+and deletions. Each read returns plain data or a small frozen view; adapters never see a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Blob, Job, RangeDelete, Result
+from app.domain.errors import BadArgument, BadJobState, NotFound, NotOwner
+from app.domain.states import DELETED, WIRE_STATES, JobState
+from app.services import statements as sql
+
+
+def owned_job(session: Session, client_id: int, job_id: int, *, lock: bool = False) -> Job:
+    q = select(Job).where(Job.id == job_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    job = session.scalar(q)
+    if job is None or job.state == DELETED:
+        raise NotFound(f"unknown jobId {job_id}")
+    if job.client_id != client_id:
+        raise NotOwner(f"jobId {job_id} belongs to another client application")
+    return job
+
+
+def counts(session: Session, client_id: int) -> list[tuple[int, int]]:
+    """(state, count) for each state with at least one of the client's jobs, by state."""
+    rows = session.execute(
+        select(Job.state, func.count())
+        .where(Job.client_id == client_id, sql.IS_VISIBLE)
+        .group_by(Job.state)
+        .order_by(Job.state)
+    ).all()
+    return [(int(s), int(n)) for s, n in rows]
+
+
+def list_jobs(
+    session: Session, client_id: int, *, state: int | None = None, after_id: int | None = None, limit: int | None = None
+) -> list[tuple[int, int]]:
+    """(jobId, state) of the client's jobs ordered by jobId; `state` is a wire jobStatus (0-4)."""
+    if state is not None and state not in WIRE_STATES:
+        raise BadArgument(f"jobStatus {state} is not one of {', '.join(str(s) for s in sorted(WIRE_STATES))}")
+    if limit is not None and limit < 0:
+        raise BadArgument("maxResults must not be negative")
+    q = select(Job.id, Job.state).where(Job.client_id == client_id)
+    q = q.where(Job.state == state) if state is not None else q.where(sql.IS_VISIBLE)
+    if after_id is not None:
+        q = q.where(Job.id > after_id)
+    q = q.order_by(Job.id)
+    if limit is not None:
+        q = q.limit(limit)
+    return [(int(i), int(s)) for i, s in session.execute(q).all()]
+
+
+@dataclass(frozen=True)
+class JobStatusView:
+    """getContentConvertStatus's fields."""
+
+    id: int
+    guid: str
+    state: int
+    application: str
+    version: str
+    format: str
+    submitted_at: datetime
+    updated_at: datetime
+    attempts: int
+    failure_reason: str | None
+
+
+def status_of(session: Session, client_id: int, job_id: int) -> JobStatusView:
+    j = owned_job(session, client_id, job_id)
+    return JobStatusView(
+        j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason
+    )
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """A completed job's result: what the wire says about it, and the stored document to send."""
+
+    format: str
+    filename: str
+    size: int
+    blob_id: int
+
+
+def result_of(session: Session, client_id: int, job_id: int) -> ResultView:
+    job = owned_job(session, client_id, job_id)
+    if job.state != JobState.COMPLETE:
+        raise BadJobState(f"jobId {job_id} is in state {job.state}, not COMPLETE")
+    row = session.execute(
+        select(Result.format, Result.filename, Blob.size, Result.blob_id)
+        .join(Blob, Blob.id == Result.blob_id)
+        .where(Result.job_id == job.id)
+    ).first()
+    if row is None:
+        raise BadJobState(f"jobId {job_id} has no result")
+    return ResultView(row[0], row[1], int(row[2]), row[3])
+
+
+def delete_one(session: Session, now: datetime, client_id: int, job_id: int) -> None:
+    """Hide the job at once (purged later by beat); in-flight jobs are refused (518)."""
+    job = owned_job(session, client_id, job_id, lock=True)
+    if JobState(job.state).in_flight:
+        raise BadJobState(f"jobId {job_id} is being processed (state {job.state}) and cannot be deleted")
+    res = session.execute(
+        update(Job)
+        .where(Job.id == job_id, sql.IS_DELETABLE)
+        .values(state=DELETED, updated_at=now, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise BadJobState(f"jobId {job_id} was just handed to a factory and cannot be deleted")
+
+
+@dataclass(frozen=True)
+class RangeDeleted:
+    deleted: int
+    skipped: int
+
+
+def delete_range(session: Session, now: datetime, client_id: int, delete_from: datetime, delete_to: datetime | None) -> RangeDeleted:
+    """Remove the client's jobs with delete_from <= submitted < delete_to; in-flight ones are skipped.
+
+    One UPDATE marks the rows DELETED (invisible to every listing, count and claim from the commit
+    on); beat purges rows and bytes later. The claim's `state = 0` condition and this UPDATE's state
+    condition make a racing poll and delete exclusive per row.
+    """
+    delete_to = delete_to or now
+    if delete_to < delete_from:
+        raise BadArgument("deleteTo is before deleteFrom")
+    window = (Job.client_id == client_id, Job.submitted_at >= delete_from, Job.submitted_at < delete_to)
+    if session.get_bind().dialect.name == "postgresql":
+        # Hold the in-flight rows first: none can finish or fail between the UPDATE and the count
+        # below, so every job in the window is counted once, deleted or skipped. (A job claimed
+        # meanwhile is skipped by the UPDATE and seen by the count.) SQLite writers are serial.
+        session.execute(select(Job.id).where(*window, sql.IS_IN_FLIGHT).order_by(Job.id).with_for_update())
+    res = session.execute(
+        update(Job)
+        .where(*window, sql.IS_DELETABLE)
+        .values(state=DELETED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    deleted = int(res.rowcount or 0)  # type: ignore[attr-defined]
+    skipped = int(session.scalar(select(func.count()).select_from(Job).where(*window, sql.IS_IN_FLIGHT)) or 0)
+    session.add(
+        RangeDelete(
+            client_id=client_id, delete_from=delete_from, delete_to=delete_to, requested_at=now, deleted_count=deleted, skipped_count=skipped
+        )
+    )
+    return RangeDeleted(deleted, skipped)

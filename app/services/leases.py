@@ -1,0 +1,157 @@
+"""Lease holders: extend, finish and fail a claimed job.
+
+Every state change a factory makes is fenced: a conditional UPDATE that names the lease token,
+the owner and `lease_expires > now` (`statements.lease_fence`), so a stale holder changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.blobs import delete_blobs
+from app.db.engine import after_commit
+from app.db.models import Callback, Content, Job, Result
+from app.domain.errors import BadArgument, LeaseNotHeld, NotFound
+from app.domain.leases import LeasePolicy, after_lost_attempt, lease_is_live
+from app.domain.matching import FORMATS
+from app.domain.states import DELETED, IN_FLIGHT, JobState, require_transition
+from app.services import statements as sql
+from app.services.documents import store_checked
+from app.services.ports import Mirror, Notifier
+
+
+def _held(session: Session, now: datetime, guid: str, owner: str, token: str | None) -> Job:
+    """The job if `owner` holds a live lease on it (token checked when given), else LeaseNotHeld."""
+    q = select(Job).where(Job.guid == guid)
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    job = session.scalar(q)
+    if job is None or job.state == DELETED:
+        raise NotFound(f"unknown job {guid!r}")
+    if (
+        job.state not in IN_FLIGHT
+        or job.lease_owner != owner
+        or not lease_is_live(job.lease_token, job.lease_expires, token, now)
+    ):
+        raise LeaseNotHeld(f"lease on job {guid} is not held by {owner!r}", job_id=job.id)
+    return job
+
+
+def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState, **values: object) -> None:
+    require_transition(job.state, state)
+    values["state"] = int(state)
+    res = session.execute(
+        update(Job).where(*sql.lease_fence(job.id, job.lease_token, now)).values(**values).execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseNotHeld(f"lease on job {job.guid} was lost", job_id=job.id)
+
+
+@dataclass(frozen=True)
+class Extended:
+    lease_expires: datetime
+    cancelled: bool  # True when the per-attempt cap is reached: the lease cannot be renewed again
+
+
+def extend(session: Session, now: datetime, policy: LeasePolicy, *, guid: str, owner: str, token: str | None) -> Extended:
+    """Renew the lease (capped per attempt) and move REQUESTED_FOR_PROCESSING -> PROCESSING."""
+    job = _held(session, now, guid, owner, token)
+    assert job.leased_at is not None
+    expires = max(policy.extended_expiry(job.leased_at, now), job.lease_expires or now)
+    _fenced_update(session, job, now, state=JobState.PROCESSING, lease_expires=expires, updated_at=now)
+    cap = job.leased_at + timedelta(seconds=policy.max_total_seconds)
+    return Extended(expires, expires >= cap)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A completed job: its result's GUID, and the job's pair (for metrics labels)."""
+
+    result_guid: str
+    application: str
+    version: str
+
+
+def finish(
+    session: Session,
+    now: datetime,
+    notifier: Notifier,
+    *,
+    guid: str,
+    owner: str,
+    token: str | None,
+    fmt: str,
+    parts: Iterable[bytes] | bytes,
+    max_bytes: int,
+) -> Finished:
+    """Store the result and complete the job."""
+    job = _held(session, now, guid, owner, token)
+    fmt = (fmt or "").strip().lower()
+    if job.format and fmt != job.format:
+        raise BadArgument(f"job {guid} asks for format {job.format!r}, got {fmt!r}")
+    if fmt not in FORMATS:
+        raise BadArgument(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
+    blob = store_checked(session, parts, now, max_bytes, "result")
+    filename = session.scalar(select(Content.filename).where(Content.id == job.content_id)) or "document"
+    ext = {"pdf": "pdf", "png": "png", "odf": job.doctype}[fmt]
+    result = Result(
+        guid=str(uuid.uuid4()),
+        job_id=job.id,
+        blob_id=blob.id,
+        format=fmt,
+        filename=f"{filename.rsplit('.', 1)[0]}.{ext}",
+        created_at=now,
+    )
+    # An earlier attempt's result cannot exist (COMPLETE is final), but a requeued job's might.
+    old = session.scalar(select(Result).where(Result.job_id == job.id))
+    if old is not None:
+        old_blob = old.blob_id
+        session.delete(old)
+        session.flush()
+        delete_blobs(session, [old_blob])
+    session.add(result)
+    _fenced_update(
+        session, job, now, state=JobState.COMPLETE, lease_token=None, lease_expires=None, updated_at=now, failure_reason=None
+    )
+    queue_callback(session, now, notifier, job.id, job.success_url, JobState.COMPLETE)
+    return Finished(result.guid, job.application, job.version)
+
+
+def fail(
+    session: Session, now: datetime, policy: LeasePolicy, notifier: Notifier, mirror: Mirror, *, guid: str, owner: str, token: str | None, reason: str
+) -> JobState:
+    """End the lease without a result: one attempt used; back to QUEUED or FAILED when used up."""
+    job = _held(session, now, guid, owner, token)
+    reason = " ".join((reason or "failed").split())[:2000] or "failed"
+    new = after_lost_attempt(job.attempts, job.max_attempts)
+    _fenced_update(
+        session, job, now, state=new, lease_token=None, lease_expires=None, lease_owner=None, updated_at=now, failure_reason=reason
+    )
+    after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
+    return new
+
+
+def after_attempt_lost(
+    session: Session, now: datetime, notifier: Notifier, mirror: Mirror, job_id: int, application: str, version: str, failure_url: str | None, new: JobState
+) -> None:
+    """A lease ended without a result (failed or expired): publish the job again, or notify."""
+    if new == JobState.QUEUED:
+        after_commit(session, lambda: mirror.publish(job_id, application, version))
+    else:
+        queue_callback(session, now, notifier, job_id, failure_url, JobState.FAILED)
+
+
+def queue_callback(session: Session, now: datetime, notifier: Notifier, job_id: int, url: str | None, state: JobState) -> None:
+    if not url:
+        return
+    cb = Callback(job_id=job_id, url=url, job_status=int(state), attempts=0, next_attempt_at=now, created_at=now)
+    session.add(cb)
+    session.flush()
+    cb_id = cb.id
+    after_commit(session, lambda: notifier.send_callback(cb_id))

@@ -1,0 +1,239 @@
+"""Beat-driven maintenance and operator repairs: reclaim expired leases, repair the mirror, purge
+deleted jobs, apply retention, requeue a job, and the queue inspections they need.
+
+The `*_all` functions are what the beat tasks call: each opens its own transactions on the
+Database and loops until a batch comes back short, so one task run catches up completely.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.engine import Database, after_commit
+from app.db.models import Callback, Content, Job, RangeDelete
+from app.db.removal import remove_contents, remove_jobs
+from app.domain.errors import NotFound
+from app.domain.leases import after_lost_attempt
+from app.domain.states import DELETED, JobState, require_transition
+from app.services import admin, counters
+from app.services import statements as sql
+from app.services.claims import is_queued
+from app.services.leases import after_attempt_lost
+from app.services.ports import Mirror, Notifier
+
+log = logging.getLogger("convhub.tasks")
+
+RECLAIM_BATCH = 1000
+PURGE_BATCH = 5000
+
+# ---------------------------------------------------------------- expired leases
+
+
+def reclaim_expired(
+    session: Session, now: datetime, notifier: Notifier, mirror: Mirror, *, limit: int = RECLAIM_BATCH
+) -> list[tuple[int, JobState]]:
+    """Expired leases: one attempt used; the job goes back to QUEUED or to FAILED."""
+    q = (
+        select(Job)
+        .where(sql.IS_IN_FLIGHT, Job.lease_expires <= now)
+        .order_by(Job.lease_expires)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    out = []
+    for job in session.scalars(q).all():
+        new = after_lost_attempt(job.attempts, job.max_attempts)
+        require_transition(job.state, new)
+        res = session.execute(
+            update(Job)
+            .where(*sql.expired_lease_fence(job.id, job.lease_token, now))
+            .values(
+                state=int(new),
+                lease_token=None,
+                lease_expires=None,
+                lease_owner=None,
+                updated_at=now,
+                failure_reason=f"lease expired (attempt {job.attempts} of {job.max_attempts})",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount == 1:  # type: ignore[attr-defined]
+            after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
+            out.append((job.id, new))
+    counters.bump(session, counters.LEASES_EXPIRED, len(out))
+    return out
+
+
+def reclaim_all(db: Database, now: datetime, notifier: Notifier, mirror: Mirror) -> list[tuple[int, JobState]]:
+    """Reclaim every expired lease, a batch per transaction; (job id, new state) of each."""
+    done: list[tuple[int, JobState]] = []
+    while True:
+        with db.session() as s:
+            batch = reclaim_expired(s, now, notifier, mirror)
+        done += batch
+        for job_id, state in batch:
+            log.info("lease expired job=%s outcome=%s", job_id, state.name)
+        if len(batch) < RECLAIM_BATCH:
+            return done
+
+
+def has_expired_lease(session: Session, now: datetime) -> bool:
+    """One probe of the lease index (partial, in-flight rows only)."""
+    return session.scalar(select(Job.id).where(sql.IS_IN_FLIGHT, Job.lease_expires <= now).limit(1)) is not None
+
+
+# ---------------------------------------------------------------- operator
+
+
+def requeue(session: Session, now: datetime, mirror: Mirror, job_id: int) -> Job:
+    """Operator: put any job back in QUEUED with a fresh attempt budget (lease cancelled)."""
+    job = session.get(Job, job_id)
+    if job is None or job.state == DELETED:
+        raise NotFound(f"unknown job {job_id}")
+    if job.state != JobState.QUEUED:  # a QUEUED job only gets a fresh attempt budget
+        require_transition(job.state, JobState.QUEUED)
+    job.state = int(JobState.QUEUED)
+    job.attempts = 0
+    job.lease_token = job.lease_owner = None
+    job.lease_expires = job.leased_at = None
+    job.failure_reason = None
+    job.updated_at = now
+    session.flush()
+    app_, ver = job.application, job.version
+    after_commit(session, lambda: mirror.publish(job_id, app_, ver))
+    return job
+
+
+# ---------------------------------------------------------------- the mirror
+
+
+def queued_by_pair(session: Session) -> dict[tuple[str, str], tuple[int, datetime]]:
+    """Per pair: number of QUEUED jobs and the oldest submission among them."""
+    rows = session.execute(
+        select(Job.application, Job.version, func.count(), func.min(Job.submitted_at))
+        .where(sql.IS_QUEUED)
+        .group_by(Job.application, Job.version)
+    ).all()
+    return {(a, v): (int(n), oldest) for a, v, n, oldest in rows}
+
+
+def queued_ids(session: Session, pair: tuple[str, str]) -> list[int]:
+    return list(
+        session.scalars(
+            select(Job.id).where(sql.IS_QUEUED, Job.application == pair[0], Job.version == pair[1]).order_by(Job.submitted_at, Job.id)
+        ).all()
+    )
+
+
+# Stale messages dropped per pair per reconciliation at most (each costs a broker round trip).
+TRIM_LIMIT = 10_000
+
+
+def reconcile(
+    session: Session, mirror: Mirror, now: datetime, *, stale_after: timedelta, known_pairs: Iterable[tuple[str, str]] = ()
+) -> dict[str, int]:
+    """Repair the mirror: rebuild a pair's queue (purge, then publish its QUEUED jobs oldest first)
+
+    - when the queue is shorter than the backlog: messages were lost (a broker restart);
+    - when the pair's oldest QUEUED job has waited longer than `stale_after`: lengths cannot show a
+      lost message hidden by a stale one (of a deleted job), and a stalled queue never drains the
+      stale ones. Once per stall: the head job of the rebuild is remembered (in `counters`), and
+      the same stall is not rebuilt again.
+
+    A queue longer than its backlog holds stale messages (deleted jobs, or jobs claimed while
+    another process held their message): the stale heads are dropped, so an idle pair's queue
+    empties instead of keeping them until the next job arrives. Reported as a negative number.
+    """
+    backlog = queued_by_pair(session)
+    repaired = {}
+    for pair in set(backlog) | set(known_pairs):
+        want, oldest = backlog.get(pair, (0, None))
+        have = mirror.queue_length(*pair)
+        if have is None:
+            continue
+        if have > want:
+            dropped = mirror.trim(pair[0], pair[1], lambda jid: is_queued(session, jid), min(have - want, TRIM_LIMIT))
+            if dropped:
+                repaired[f"{pair[0]}|{pair[1]}"] = -dropped
+                have -= dropped
+        marker = f"mirror_rebuilt_head:{pair[0]}|{pair[1]}"
+        ids = None
+        if have >= want:
+            if oldest is None or now - oldest <= stale_after:
+                continue
+            ids = queued_ids(session, pair)
+            if counters.read(session, marker) == ids[0]:
+                continue  # this stall was rebuilt already
+        ids = ids if ids is not None else queued_ids(session, pair)
+        mirror.rebuild(pair[0], pair[1], ids)
+        if ids:
+            counters.put(session, marker, ids[0])
+        repaired[f"{pair[0]}|{pair[1]}"] = len(ids) - have
+    return repaired
+
+
+def reconcile_mirror(db: Database, mirror: Mirror, now: datetime, *, stale_after: timedelta) -> dict[str, int]:
+    """Beat's reconciliation: every pair some factory serves (idle and disabled ones too, for their
+    stale messages), then what the broker keeps of consumed messages."""
+    with db.session() as s:
+        repaired = reconcile(s, mirror, now, stale_after=stale_after, known_pairs=admin.served_pairs(s, include_disabled=True))
+    if repaired:
+        log.warning("mirror reconciled: %s", repaired)
+    swept = mirror.sweep_consumed()
+    if swept:
+        log.info("embedded broker: %d consumed message rows deleted", swept)
+    return repaired
+
+
+# ---------------------------------------------------------------- purges
+
+
+def purge_deleted(session: Session, now: datetime, *, batch: int = PURGE_BATCH) -> int:
+    """Physically remove jobs marked DELETED (and their results and orphaned uploads)."""
+    ids = list(session.scalars(select(Job.id).where(sql.IS_DELETED).limit(batch)).all())
+    remove_jobs(session, ids)
+    if len(ids) < batch:  # all caught up: every pending range delete is now purged
+        session.execute(
+            update(RangeDelete).where(RangeDelete.purged_at.is_(None)).values(purged_at=now).execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+def purge_deleted_all(db: Database, now: datetime) -> int:
+    """Purge every job marked DELETED, a batch per transaction; how many."""
+    total = 0
+    while True:
+        with db.session() as s:
+            n = purge_deleted(s, now)
+        total += n
+        if n < PURGE_BATCH:
+            return total
+
+
+def retention_purge(session: Session, now: datetime, days: int, *, batch: int = PURGE_BATCH) -> int:
+    """Remove COMPLETE/FAILED jobs untouched for `days`, and uploads no job uses that are as old."""
+    if days <= 0:
+        return 0
+    cutoff = now - timedelta(days=days)
+    ids = list(session.scalars(select(Job.id).where(sql.IS_TERMINAL, Job.updated_at < cutoff).limit(batch)).all())
+    remove_jobs(session, ids)
+    orphans = session.scalars(
+        select(Content.id)
+        .where(Content.created_at < cutoff, ~select(Job.id).where(Job.content_id == Content.id).exists())
+        .limit(batch)
+    ).all()
+    remove_contents(session, list(orphans))
+    session.execute(delete(Callback).where(Callback.done_at.is_not(None), Callback.done_at < cutoff))
+    return len(ids)
+
+
+def retention_all(db: Database, now: datetime, days: int) -> int:
+    """Beat's retention run (one batch per run, as before: the hourly schedule catches up)."""
+    with db.session() as s:
+        return retention_purge(s, now, days)

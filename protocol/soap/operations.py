@@ -1,0 +1,224 @@
+"""The ContentService operations: wire arguments -> one service call -> status code.
+
+`ContentService` is generated from `schema.OPERATIONS`: each @rpc method authenticates, runs its
+body below and shapes the answer through `_call`. Domain errors map to status codes in one table
+(`schema.STATUS`); anything unexpected is logged and answered 599 without detail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.domain.errors import ConvhubError, Unavailable
+from app.metrics import SOAP_STATUS
+from app.services import admin, client_views, documents, submission
+from app.services.auth import ClientIdentity
+from app.services.runtime import Runtime
+
+from . import schema
+from .compat import ServiceBase, rpc
+from .schema import (
+    AUTH_FAILED,
+    BAD_CLIENT_APPLICATION_CREDENTIALS,
+    GENERAL_ERROR,
+    OK,
+    RESULT_PART_BYTES,
+    ContentConvertCount,
+    ContentConvertsPerState,
+    ConversionTarget,
+    Op,
+)
+
+log = logging.getLogger("convhub.soap")
+
+Body = Callable[..., tuple[Any, ...]]  # (rt, who, *request fields after the credentials) -> outs
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """xsd:dateTime without a zone is taken as UTC; with a zone it is converted to UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _runtime(ctx: Any) -> Runtime:
+    return ctx.app.convhub_runtime  # type: ignore[no-any-return]
+
+
+def _authenticate(rt: Runtime, name: str | None, secret: str | None) -> ClientIdentity:
+    with rt.db.read_session() as s:
+        return rt.auth.client(s, name or "", secret or "", rt.now())
+
+
+def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable[[Runtime, ClientIdentity], tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Authenticate, run `body`, and shape the answer as (status, statusMessage, *fields).
+
+    `body` returns the fields after status and statusMessage; on an error they are all absent.
+    """
+    rt = _runtime(ctx)
+    absent = (None,) * len(op.outs)
+    try:
+        ident = _authenticate(rt, name, secret)
+        fields = body(rt, ident)
+        status, message = OK, None
+    except ConvhubError as exc:
+        status = schema.status_of(exc) or GENERAL_ERROR
+        message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
+        if isinstance(exc, Unavailable):
+            message = "service temporarily unavailable; try again"
+        fields = absent
+    except Exception:  # noqa: BLE001 - logged here; the wire gets a fixed message, never a traceback
+        log.exception("soap %s failed", op.name)
+        status, message, fields = GENERAL_ERROR, "internal error", absent
+    SOAP_STATUS.labels(op.name, str(status)).inc()
+    return (status, message, *fields)
+
+
+# ------------------------------------------------------------------ operations (service calls)
+
+
+def _counts(rt: Runtime, who: ClientIdentity) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        rows = client_views.counts(s, who.id)
+    return ([ContentConvertCount(count=n, jobStatus=state) for state, n in rows],)
+
+
+def _per_state(
+    rt: Runtime, who: ClientIdentity, job_status: int | None, after: int | None, limit: int | None
+) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        rows = client_views.list_jobs(s, who.id, state=job_status, after_id=after, limit=limit)
+    return ([ContentConvertsPerState(jobStatus=state, jobId=job_id) for job_id, state in rows],)
+
+
+def _delete_one(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
+    with rt.db.session() as s:
+        client_views.delete_one(s, rt.now(), who.id, job_id)
+    return ()
+
+
+def _delete_range(rt: Runtime, who: ClientIdentity, start: datetime, end: datetime | None) -> tuple[Any, ...]:
+    with rt.db.session() as s:
+        done = client_views.delete_range(s, rt.now(), who.id, _utc(start), _utc(end))  # type: ignore[arg-type]
+    return (done.deleted, done.skipped)
+
+
+def _upload(rt: Runtime, who: ClientIdentity, parts: Iterable[Iterable[bytes] | None] | None, filename: str) -> tuple[Any, ...]:
+    # spyne hands a ByteArray over as a list of byte chunks; `content` may repeat (see MAX_TEXT_NODE).
+    chunks = [c for part in parts or [] if part for c in part]
+    with rt.db.session() as s:
+        content = submission.upload(
+            s,
+            rt.now(),
+            client_id=who.id,
+            filename=filename,
+            parts=chunks,  # stored chunk by chunk: no joined copy of the whole document
+            max_bytes=rt.settings.max_document_bytes,
+        )
+        return (content.identifier,)
+
+
+def _convert(
+    rt: Runtime,
+    who: ClientIdentity,
+    identifier: str,
+    application: str,
+    version: str,
+    fmt: str | None,
+    page_start: int | None,
+    page_end: int | None,
+    success_url: str | None,
+    failure_url: str | None,
+) -> tuple[Any, ...]:
+    with rt.db.session() as s:
+        job = submission.convert(
+            s,
+            rt.now(),
+            rt.mirror,
+            client_id=who.id,
+            identifier=identifier,
+            application=application or "",
+            version=version or "",
+            fmt=fmt or "",
+            page_start=1 if page_start is None else page_start,
+            page_end=0 if page_end is None else page_end,
+            max_attempts=rt.settings.max_attempts,
+            success_url=success_url or None,
+            failure_url=failure_url or None,
+            allow_private_callbacks=rt.settings.callback_allow_private,
+        )
+        return (job.id,)
+
+
+def _status(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        j = client_views.status_of(s, who.id, job_id)
+    return (j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason)
+
+
+def _result(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        r = client_views.result_of(s, who.id, job_id)
+        data = memoryview(documents.read(s, r.blob_id))
+    parts = [[data[i : i + RESULT_PART_BYTES]] for i in range(0, len(data), RESULT_PART_BYTES)]
+    return (r.format, r.filename, parts or [[b""]])
+
+
+def _targets(rt: Runtime, who: ClientIdentity) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        served = admin.served_targets(s)
+    return (
+        [
+            ConversionTarget(
+                application=w.application,
+                version=w.version,
+                doctypes=",".join(sorted(w.doctypes)),
+                formats=",".join(sorted(w.formats)),
+            )
+            for w in served
+        ],
+    )
+
+
+BODIES: dict[str, Body] = {
+    "getContentConvertCounts": _counts,
+    "getContentConvertsPerState": _per_state,
+    "deleteContentConversion": _delete_one,
+    "deleteContentConversions": _delete_range,
+    schema.OPERATION_UPLOAD: _upload,
+    "contentConvert": _convert,
+    "getContentConvertStatus": _status,
+    schema.OPERATION_RESULT: _result,
+    "getConversionTargets": _targets,
+}
+
+
+# ------------------------------------------------------------------ the service
+
+
+def _rpc_method(op: Op, body: Body) -> Any:
+    """The @rpc method of one operation: (ctx, credentials, *fields) -> `_call` of its body."""
+
+    def method(ctx: Any, client_id: str | None, secret: str | None, *fields: Any) -> tuple[Any, ...]:
+        return _call(ctx, op, client_id, secret, lambda rt, who: body(rt, who, *fields))
+
+    method.__name__ = method.__qualname__ = op.name
+    return rpc(*op.types, _args=op.arg_names, **op.kwargs)(method)
+
+
+# All operations in one class: spyne makes each ServiceBase class its own wsdl:service.
+ContentService = type(
+    "ContentService",
+    (ServiceBase,),
+    {
+        "__doc__": "The Tundra ContentService: every operation of schema.OPERATIONS, in table order.",
+        "__module__": __name__,
+        **{op.name: _rpc_method(op, BODIES[op.name]) for op in schema.OPERATIONS},
+    },
+)

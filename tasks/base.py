@@ -36,7 +36,7 @@ def runtime_of(app: Celery) -> Runtime:
         return found
 
 
-class RuntimeTask(Task):  # type: ignore[misc]
+class RuntimeTask(Task):
     """Base class of the convhub tasks: `self.runtime` is the runtime of the app the task is bound to."""
 
     abstract = True

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from celery import Celery
@@ -53,7 +53,7 @@ def envelope_job_id(raw: bytes | str) -> int | None:
 
 
 def remove_in_place(
-    peek: Callable[[int, int], list[tuple[object, bytes | str]]],
+    peek: Callable[[int, int], Sequence[tuple[object, bytes | str]]],
     drop: Callable[[object], None],
     job_id: int,
     is_queued: Callable[[int], bool],

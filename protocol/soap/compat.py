@@ -73,7 +73,7 @@ def _modernise_six_importer() -> None:
         def exec_module(self: Any, module: Any) -> None:
             return None
 
-        finder.find_spec = types.MethodType(find_spec, finder)  # type: ignore[attr-defined]
+        finder.find_spec = types.MethodType(find_spec, finder)  # type: ignore[method-assign]
         finder.create_module = types.MethodType(create_module, finder)  # type: ignore[attr-defined]
         finder.exec_module = types.MethodType(exec_module, finder)  # type: ignore[attr-defined]
 

@@ -13,7 +13,7 @@ from .compat import Fault, InterfaceDocuments, Soap11, ValidationError, Wsdl11
 log = logging.getLogger("convhub.soap")
 
 
-class HardenedSoap11(Soap11):  # type: ignore[misc]
+class HardenedSoap11(Soap11):
     """SOAP 1.1 over lxml with entity resolution, DTD loading, network access and huge trees off.
 
     lxml 6 refuses entity amplification (billion laughs) with an XMLSyntaxError, which spyne turns into
@@ -50,7 +50,7 @@ class HardenedSoap11(Soap11):  # type: ignore[misc]
             raise Fault("Client.DTDNotAllowed", "a SOAP message must not contain a document type declaration")
 
 
-class UnqualifiedDocuments(InterfaceDocuments):  # type: ignore[misc]
+class UnqualifiedDocuments(InterfaceDocuments):
     """The WSDL's schema says elementFormDefault="unqualified", matching the seed's requests."""
 
     def __init__(self, interface: Any) -> None:

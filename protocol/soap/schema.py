@@ -91,17 +91,17 @@ ClientId = _in(Unicode)
 Credentials = _in(Unicode)
 
 
-class ContentConvertCount(ComplexModel):  # type: ignore[misc]
+class ContentConvertCount(ComplexModel):
     __namespace__ = NS
     _type_info = [("count", _in(Integer)), ("jobStatus", _in(Integer))]
 
 
-class ContentConvertsPerState(ComplexModel):  # type: ignore[misc]
+class ContentConvertsPerState(ComplexModel):
     __namespace__ = NS
     _type_info = [("jobStatus", _in(Integer)), ("jobId", _in(Long))]
 
 
-class ConversionTarget(ComplexModel):  # type: ignore[misc]
+class ConversionTarget(ComplexModel):
     __namespace__ = NS
     _type_info = [
         ("application", _in(Unicode)),

@@ -116,11 +116,12 @@ def _own_name(ctx: Context, factory_name: str) -> str:
 def _reclaimer(rt: Runtime) -> poll_service.LazyReclaimer:
     """One lazy reclaimer per runtime (per web process), paced by the beat interval."""
     found = rt.extras.get("lazy_reclaimer")
-    if found is None:
+    if not isinstance(found, poll_service.LazyReclaimer):
         found = rt.extras.setdefault(
             "lazy_reclaimer", poll_service.LazyReclaimer(timedelta(seconds=rt.settings.reclaim_interval_seconds))
         )
-    return found  # type: ignore[no-any-return]
+    assert isinstance(found, poll_service.LazyReclaimer)
+    return found
 
 
 def jobs_poll(ctx: Context, factory_name: str) -> dict[str, Any]:

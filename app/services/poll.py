@@ -43,7 +43,7 @@ class LazyReclaimer:
     """Reclaims expired leases from the poll path, at most once per `interval` per process.
 
     Beat's reclaim task is the main mechanism; this keeps leases flowing back while beat is down
-    (SPEC: "may also be reclaimed lazily by jobs.poll"). Between runs it costs nothing; a run is one
+    (docs/factory-protocol.md, "Leases"). Between runs it costs nothing; a run is one
     indexed read of the lease index, and a write only when a lease has actually expired.
     """
 

@@ -1,4 +1,4 @@
-"""The one table from exceptions to XML-RPC fault codes (SPEC.md, "XML-RPC")."""
+"""The one table from exceptions to XML-RPC fault codes (docs/factory-protocol.md, "Faults")."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class FakeConverter(Converter):
         self.started = threading.Event()
 
     def workers(self) -> list[WorkerSpec]:
-        return [WorkerSpec(PAIR[0], PAIR[1], ("odt",), ("pdf", "png", "odf"))]
+        return [WorkerSpec(PAIR[0], PAIR[1], frozenset({"odt"}), frozenset({"pdf", "png", "odf"}))]
 
     def convert(self, job, deadline_seconds=None, cancel=None):  # type: ignore[no-untyped-def]
         spec = parse_job(job)
@@ -291,7 +291,7 @@ def test_heartbeat_moves_to_processing_and_a_lost_lease_abandons_the_job(tmp_pat
 def test_factory_celery_cli_without_the_server_stack_is_one_clear_line(monkeypatch, capsys):
     import builtins
 
-    from app.factory import cli
+    from app import cli
 
     real_import = builtins.__import__
 
@@ -301,7 +301,7 @@ def test_factory_celery_cli_without_the_server_stack_is_one_clear_line(monkeypat
         return real_import(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_tasks)
-    assert cli.standalone(["celery", "--name", "x"]) == 2
+    assert cli.main(["factory", "celery", "--name", "x"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'convhub[server]'" in err and "celery" in err and err.count("\n") == 1
 

@@ -44,6 +44,7 @@ from app.config import Settings
 from app.db.blobs import read_blob
 from app.domain.errors import BadArgument, LeaseNotHeld, NotFound, TooLarge, Unavailable
 from app.domain.matching import WorkerSpec
+from app.domain.states import JobState
 from app.factory.converters import Converter
 from app.factory.errors import ConfigError
 from app.factory.handler import JobHandler, LeasedJob
@@ -148,10 +149,10 @@ class ServicesLeaseClient:
         except Exception as exc:  # noqa: BLE001 - the lease expires and the job is requeued
             raise ServerUnavailable(exc.__class__.__name__) from None
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> str:
+    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState:
         rt = self.rt
 
-        def call() -> object:
+        def call() -> JobState:
             with rt.db.session() as s:
                 return jobs.fail(
                     s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=self.owner,
@@ -164,7 +165,7 @@ class ServicesLeaseClient:
             raise LeaseLost(exc.__class__.__name__) from None
         except Exception as exc:  # noqa: BLE001 - the lease expires and counts the attempt anyway
             raise ServerUnavailable(exc.__class__.__name__) from None
-        return str(getattr(state, "name", state))
+        return state
 
     def _retrying(self, what: str, job: str, call: Callable[[], T]) -> T:
         """Retry transient errors; lease, argument and size errors propagate at once."""

@@ -154,5 +154,7 @@ class JobHandler:
         except Exception as exc:  # the lease expires and counts the attempt anyway
             log.warning("job %s: could not report the failure (%s)", job.name, describe(exc))
             return ABANDONED
-        log.info("job %s reported failed (%s); job status now %s", job.name, reason, status)
+        log.info(
+            "job %s reported failed (%s); job state now %s", job.name, reason, status.name if status else "unknown"
+        )
         return FAILED

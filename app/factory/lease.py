@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.domain.states import JobState
+
 from .errors import FactoryError
 
 
@@ -59,6 +61,7 @@ class LeaseClient(Protocol):
         """Store the result; returns the result GUID. ``until`` (epoch seconds) bounds the retries."""
         ...
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> str:
-        """Give the attempt back with a one-line reason; returns the job's status afterwards, as text."""
+    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState | None:
+        """Give the attempt back with a one-line reason; returns the job's state afterwards (QUEUED
+        again, or FAILED with no attempt left), None when the server's answer does not say."""
         ...

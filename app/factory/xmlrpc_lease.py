@@ -9,6 +9,8 @@ import xmlrpc.client
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from app.domain.states import JobState
+
 from .backoff import Backoff
 from .lease import Extension, LeaseLost, ResultRefused, ResultTooLarge, ServerUnavailable
 from .xmlrpc_client import LEASE_LOST, NOT_FOUND, TOO_LARGE, UNAVAILABLE, fault_line, parse_lease_expires
@@ -76,7 +78,7 @@ class XmlRpcLeaseClient:
             raise ServerUnavailable(fault_line(exc)) from None
         return str(result)
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> str:
+    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState | None:
         args = self._args(job, reason[:MAX_REASON], lease=lease)
         try:
             reply = self._with_retries("fail", job, lambda: self.proxy.jobs.fail(*args), None)
@@ -86,7 +88,7 @@ class XmlRpcLeaseClient:
             raise ServerUnavailable(fault_line(exc)) from None
         except Exception as exc:
             raise ServerUnavailable(fault_line(exc)) from None
-        return str(reply.get("jobStatus") if isinstance(reply, Mapping) else reply)
+        return job_state(reply.get("jobStatus") if isinstance(reply, Mapping) else reply)
 
     def _with_retries(self, what: str, job: str, call: Callable[[], T], until: float | None) -> T:
         """Retry 503 and network errors with backoff while the lease lasts; other faults propagate."""
@@ -107,3 +109,11 @@ class XmlRpcLeaseClient:
             log.warning("job %s: %s failed (%s); retrying in %g s", job, what, fault_line(error), delay)
             self.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def job_state(value: Any) -> JobState | None:
+    """The wire's integer jobStatus as the domain's JobState; None when it is not one."""
+    try:
+        return JobState(int(value))
+    except (TypeError, ValueError):
+        return None

@@ -308,3 +308,15 @@ def test_factory_celery_cli_without_the_server_stack_is_one_clear_line(monkeypat
 
 def test_pair_queue_names_match_the_mirror():
     assert pair_queue(*PAIR).name == factory_worker.queues_for(FakeConverter().workers())[0].name
+
+
+def test_factory_celery_is_registered_by_the_server_cli_not_by_the_factory_cli(capsys):
+    from app import cli
+    from app.factory import cli as factory_cli
+
+    args = cli.build_parser().parse_args(["factory", "celery", "--name", "x", "--concurrency", "2"])
+    assert args.func is cli.cmd_factory_celery and (args.name, args.concurrency) == ("x", 2)
+    assert cli.build_parser().parse_args(["factory", "run", "--once"]).func is factory_cli.main
+    with pytest.raises(SystemExit):  # the factory's own CLI (standard library only) has no celery command
+        factory_cli.standalone(["celery", "--name", "x"])
+    assert "invalid choice: 'celery'" in capsys.readouterr().err

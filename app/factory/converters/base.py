@@ -18,13 +18,13 @@ def worker_spec(application: str, version: str, doctypes: Iterable[str], formats
 
 
 def worker_dict(worker: WorkerSpec) -> dict[str, Any]:
-    """A worker as JSON-ready data (``convhub factory workers``); doctypes and formats sorted, as in
-    ``WorkerSpec.format()``."""
+    """A worker as JSON-ready data (``convhub factory workers``); doctypes and formats in the
+    domain's order (``DOCTYPES``, ``FORMATS``: odt, ods, odp; pdf, png, odf)."""
     return {
         "application": worker.application,
         "version": worker.version,
-        "doctypes": sorted(worker.doctypes),
-        "formats": sorted(worker.formats),
+        "doctypes": [d for d in DOCTYPES if d in worker.doctypes],
+        "formats": [f for f in FORMATS if f in worker.formats],
     }
 
 

@@ -88,11 +88,12 @@ def test_ini_file(tmp_path, monkeypatch):
     assert cfg.libreoffice == "no"
     conv = command_converter(cfg.commands[0], cfg)
     assert isinstance(conv, CommandConverter)
+    # formats = odf, pdf: a worker's formats are a set (app.domain's WorkerSpec), shown in the domain's order
     assert worker_dict(conv.workers()[0]) == {
         "application": "Cat",
         "version": "1.0",
         "doctypes": ["odt"],
-        "formats": ["odf", "pdf"],
+        "formats": ["pdf", "odf"],
     }
     assert conv.default_format == "odf" and conv.page_ranges and conv.timeout == 9.0
     assert conv.commands == {"odf": "cp {input} {output}", "pdf": "sh -c 'exit 1'"}

@@ -422,13 +422,45 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("job", help="jobId or GUID")
     sp.set_defaults(func=cmd_jobs_requeue)
 
-    try:
-        from app.factory.cli import add_subcommands
-    except ImportError:
-        add_subcommands = None
-    if add_subcommands is not None:
-        add_subcommands(sub)
+    add_factory_commands(sub)
     return p
+
+
+# -- factory subcommands ---------------------------------------------------------------------------
+
+
+def add_factory_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``factory run|workers`` come from the reference factory's own CLI (standard library only);
+    ``factory celery``, the push factory, needs the server stack and is registered here."""
+    from app.factory import cli as factory_cli
+
+    factory_sub = factory_cli.add_subcommands(sub)
+    push = factory_sub.add_parser(
+        "celery",
+        help="push-style factory: a Celery worker on the server's per-pair queues (needs convhub[server])",
+        description="Consume the server's per-(application, version) Celery queues for this host's workers; "
+        "broker and database come from CONVHUB_BROKER_URL and CONVHUB_DATABASE_URL.",
+    )
+    push.add_argument("--name", help="lease owner and worker name (default: celery@<host>)")
+    factory_cli.add_common_options(push)
+    push.add_argument("--timeout", type=float, help="seconds per conversion (default 120)")
+    push.add_argument("--restart-every", type=int, help="restart a LibreOffice instance after K conversions")
+    push.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    push.set_defaults(func=cmd_factory_celery)
+
+
+def cmd_factory_celery(args: argparse.Namespace) -> int:
+    """The push factory lives in ``tasks.factory_worker`` (server stack), imported only when run."""
+    try:
+        from tasks import factory_worker
+    except ImportError as exc:
+        print(
+            f"convhub factory: error: `convhub factory celery` needs the server stack ({exc.name or exc} is "
+            "missing): pip install 'convhub[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    return factory_worker.cli_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,15 @@ mirror. The task here claims *that* job with the same conditional UPDATE pull fa
 * claim returns None (the job was deleted, taken by a pull factory's ``jobs.poll``, finished, or
   this is a duplicate message): the message is dropped (the task returns and the message is acked);
   nothing is converted, so a job is never executed twice;
-* else the document is read from the database, converted with the same converter objects as
+* else the job goes to the factory core the pull factory uses (``app.factory.JobHandler``): the
+  document is read from the database, converted with the same converter objects as
   ``convhub factory run`` (``app.factory.build_converter``), the lease is kept alive with
-  ``jobs.extend`` from a heartbeat thread (at most a third of the lease apart; the first extend
-  moves the job to PROCESSING at once), and the job ends with ``jobs.finish`` (the format actually
-  produced) or ``jobs.fail`` (one attempt used; back to QUEUED or FAILED, as for pull factories).
+  ``jobs.extend`` by the shared heartbeat (at most a third of the lease apart; the first extend
+  moves the job to PROCESSING before the conversion starts), and the job ends with ``jobs.finish``
+  (the format actually produced) or ``jobs.fail`` (one attempt used; back to QUEUED or FAILED).
+
+The server's services are reached through one adapter, ``ServicesLeaseClient`` (the lease-client
+port of ``app/factory/lease.py``, plus claim and document reads).
 
 The database stays the authority: a factory that dies mid-job loses its lease, the reclaim beat
 task requeues the job and re-publishes its message, and the dead factory's late finish is refused.
@@ -23,13 +27,13 @@ task requeues the job and re-publishes its message, and the dead factory's late 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from celery import Celery
@@ -37,15 +41,16 @@ from celery.exceptions import Reject
 from kombu import Queue
 
 from app.config import Settings
-from app.db.blobs import read_blob
 from app.domain.errors import BadArgument, LeaseNotHeld, NotFound, TooLarge, Unavailable
-from app.domain.matching import WorkerSpec as DomainWorker
+from app.domain.matching import WorkerSpec
+from app.domain.states import JobState
 from app.factory.converters import Converter
-from app.factory.converters import WorkerSpec as FactoryWorker
-from app.factory.errors import ConversionCancelled, ConversionError
-from app.factory.runner import heartbeat_interval
+from app.factory.errors import ConfigError
+from app.factory.handler import JobHandler, LeasedJob
+from app.factory.heartbeat import MIN_INTERVAL
+from app.factory.lease import Extension, LeaseLost, ResultRefused, ResultTooLarge, ServerUnavailable
 from app.runtime import Runtime, build_runtime
-from app.services import jobs
+from app.services import claims, documents, leases
 from tasks.celery_app import CONVERT_TASK, DEFAULT_QUEUE, make_celery, pair_queue
 
 log = logging.getLogger("convhub.factory.celery")
@@ -68,12 +73,12 @@ def fast_sqla_polling() -> None:
     sqla_transport.Transport.polling_interval = SQLA_POLLING_INTERVAL
 
 
-def domain_workers(workers: Sequence[FactoryWorker]) -> tuple[DomainWorker, ...]:
-    """The converter's workers as the services' WorkerSpec (frozensets)."""
-    return tuple(DomainWorker(w.application, w.version, frozenset(w.doctypes), frozenset(w.formats)) for w in workers)
+def domain_workers(workers: Iterable[WorkerSpec]) -> tuple[WorkerSpec, ...]:
+    """The converter's workers as the services take them (doctypes and formats as frozensets)."""
+    return tuple(WorkerSpec(w.application, w.version, frozenset(w.doctypes), frozenset(w.formats)) for w in workers)
 
 
-def queues_for(workers: Sequence[FactoryWorker]) -> list[Queue]:
+def queues_for(workers: Sequence[WorkerSpec]) -> list[Queue]:
     """One ``pair_queue`` per distinct (application, version), in the converter's order."""
     seen: dict[str, Queue] = {}
     for w in workers:
@@ -86,70 +91,110 @@ def default_owner() -> str:
     return f"celery@{socket.gethostname()}"
 
 
-def _one_line(text: str) -> str:
-    return (" ".join(str(text).split()) or "conversion failed")[:MAX_REASON]
+class ServicesLeaseClient:
+    """The factory core's lease-client port over the server's services, in-process; also the claim
+    and the document read of the push factory. Every service call of the push factory is here, so a
+    rename of the services touches this class only. Thread-safe: one session per call.
 
+    ``finish`` and ``fail`` retry transient errors (RETRY_DELAYS); lease, argument and size errors
+    are answered at once.
+    """
 
-class _Heartbeat:
-    """Renews one job's lease until stopped; sets ``lost`` (and ``cancel``) when it is gone."""
+    def __init__(self, rt: Runtime, owner: str, *, sleep: Callable[[float], Any] = time.sleep) -> None:
+        self.rt = rt
+        self.owner = owner
+        self.sleep = sleep
 
-    def __init__(self, factory: PushFactory, guid: str, token: str, expires: datetime, cancel: threading.Event) -> None:
-        self.factory = factory
-        self.guid = guid
-        self.token = token
-        self.expires = expires
-        self.cancel = cancel
-        self.done = threading.Event()
-        self.lost = threading.Event()
-        self.reason = ""
-        self.extends = 0
-        self._thread = threading.Thread(target=self._run, name=f"lease-{guid}", daemon=True)
+    def claim(self, job_id: int, workers: Sequence[WorkerSpec]) -> claims.Claimed | None:
+        """The job of one message, leased to this factory; None when it is not QUEUED for it any more.
+        Raises Unavailable when the database is away."""
+        rt = self.rt
+        with rt.db.session() as s:
+            return claims.claim(s, rt.now(), rt.policy, owner=self.owner, workers=workers, job_id=job_id)
 
-    def beat(self) -> bool:
-        """One ``jobs.extend``; False when the lease is lost (or the per-attempt cap is reached)."""
-        rt = self.factory.rt
+    def document(self, blob_id: int) -> bytes:
+        with self.rt.db.read_session() as s:
+            return documents.read(s, blob_id)
+
+    def extend(self, job: str, lease: str | None) -> Extension:
+        rt = self.rt
         try:
             with rt.db.session() as s:
-                ext = jobs.extend(s, rt.now(), rt.policy, guid=self.guid, owner=self.factory.owner, token=self.token)
+                ext = leases.extend(s, rt.now(), rt.policy, guid=job, owner=self.owner, token=lease)
         except (LeaseNotHeld, NotFound) as exc:
-            self._lose(f"lease lost ({exc.__class__.__name__})")
-            return False
+            raise LeaseLost(exc.__class__.__name__) from None
         except Exception as exc:  # noqa: BLE001 - transient: the lease is still ours until it expires
-            log.warning("job %s: extend failed (%s); retrying", self.guid, exc.__class__.__name__)
-            return True
-        self.extends += 1
-        self.expires = ext.lease_expires
-        if ext.cancelled:
-            self._lose("lease cap reached (the job is cancelled by the server)")
-            return False
-        return True
+            raise ServerUnavailable(exc.__class__.__name__) from None
+        return Extension(ext.lease_expires.timestamp(), bool(ext.cancelled))
 
-    def interval(self) -> float:
-        """The pull factory's rule: a third of what is left of the lease, at most a third of a lease."""
-        rt = self.factory.rt
-        return heartbeat_interval(
-            self.expires.timestamp(), rt.now().timestamp(), float(rt.policy.lease_seconds), self.factory.min_interval
-        )
+    def finish(self, job: str, lease: str | None, fmt: str, data: bytes, *, until: float | None) -> str:
+        rt = self.rt
 
-    def _lose(self, reason: str) -> None:
-        self.reason = reason
-        self.lost.set()
-        self.cancel.set()
-        log.warning("job %s: %s; abandoning it", self.guid, reason)
+        def call() -> str:
+            with rt.db.session() as s:
+                return leases.finish(
+                    s, rt.now(), rt.notifier, guid=job, owner=self.owner, token=lease,
+                    fmt=fmt, parts=data, max_bytes=rt.settings.max_document_bytes,
+                ).result_guid
 
-    def _run(self) -> None:
-        while not self.done.wait(self.interval()):
-            if not self.beat():
-                return
+        try:
+            return str(self._retrying("finish", job, call))
+        except (LeaseNotHeld, NotFound) as exc:
+            raise LeaseLost(exc.__class__.__name__) from None
+        except TooLarge as exc:
+            raise ResultTooLarge(exc.__class__.__name__) from None
+        except BadArgument as exc:
+            raise ResultRefused(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the lease expires and the job is requeued
+            raise ServerUnavailable(exc.__class__.__name__) from None
 
-    def start(self) -> _Heartbeat:
-        self._thread.start()
-        return self
+    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState:
+        rt = self.rt
 
-    def stop(self) -> None:
-        self.done.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        def call() -> JobState:
+            with rt.db.session() as s:
+                return leases.fail(
+                    s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=self.owner,
+                    token=lease, reason=reason[:MAX_REASON],
+                )
+
+        try:
+            state = self._retrying("fail", job, call)
+        except (LeaseNotHeld, NotFound) as exc:
+            raise LeaseLost(exc.__class__.__name__) from None
+        except Exception as exc:  # noqa: BLE001 - the lease expires and counts the attempt anyway
+            raise ServerUnavailable(exc.__class__.__name__) from None
+        return state
+
+    def _retrying(self, what: str, job: str, call: Callable[[], T]) -> T:
+        """Retry transient errors; lease, argument and size errors propagate at once."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call()
+            except (LeaseNotHeld, NotFound, BadArgument, TooLarge):
+                raise
+            except Exception as exc:
+                if delay is None:
+                    raise
+                log.warning("job %s: %s failed (%s); retrying in %g s", job, what, exc.__class__.__name__, delay)
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def poll_struct(c: claims.Claimed) -> dict[str, object]:
+    """The struct ``jobs.poll`` sends, without the document (read when the work starts)."""
+    return {
+        "job": c.guid,
+        "application": c.application,
+        "version": c.version,
+        "doctype": c.doctype,
+        "format": c.format,
+        "pageStart": c.page_start,
+        "pageEnd": c.page_end,
+        "filename": c.filename,
+        "lease": c.lease_token,
+        "attempt": c.attempt,
+    }
 
 
 class PushFactory:
@@ -165,7 +210,7 @@ class PushFactory:
         *,
         owner: str | None = None,
         timeout: float = 120.0,
-        min_interval: float = 0.5,
+        min_interval: float = MIN_INTERVAL,
         db_backoff: float = 2.0,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
@@ -173,11 +218,18 @@ class PushFactory:
         self.converter = converter
         self.owner = owner or default_owner()
         self.timeout = timeout
-        self.min_interval = min_interval
         self.db_backoff = db_backoff
         self.workers = domain_workers(converter.workers())
         if not self.workers:
             raise ValueError("the converter serves no workers")
+        self.server = ServicesLeaseClient(rt, self.owner, sleep=sleep)
+        self.handler = JobHandler(
+            converter,
+            timeout=timeout,
+            lease_seconds=float(rt.policy.lease_seconds),
+            min_interval=min_interval,
+            clock=lambda: rt.now().timestamp(),
+        )
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -190,14 +242,10 @@ class PushFactory:
             self.counts[outcome] += 1
         return outcome
 
-    # -- one message ---------------------------------------------------------------------------
-
     def handle(self, job_id: int) -> str:
         """Claim, convert and report the job of one message; returns the outcome."""
-        rt = self.rt
         try:
-            with rt.db.session() as s:
-                claimed = jobs.claim(s, rt.now(), rt.policy, owner=self.owner, workers=self.workers, job_id=job_id)
+            claimed = self.server.claim(job_id, self.workers)
         except Unavailable:
             # Not the job's fault: keep its message (requeued, not acked) and slow down while the
             # database is away, instead of dropping the message and waiting for reconciliation.
@@ -208,119 +256,16 @@ class PushFactory:
         if claimed is None:
             log.info("job %s: not QUEUED for this factory any more; message dropped", job_id)
             return self._count("dropped")
-        log.info(
-            "job %s (%s): %s %s %s -> %s (attempt %s)",
-            claimed.id, claimed.guid, claimed.application, claimed.version, claimed.doctype,
-            claimed.format or "default", claimed.attempt,
+        blob_id = claimed.blob_id
+        leased = LeasedJob(
+            job=claimed.guid,
+            lease=claimed.lease_token,
+            lease_expires=claimed.lease_expires.timestamp(),
+            struct=poll_struct(claimed),
+            load_document=lambda: self.server.document(blob_id),
+            label=f"{claimed.id} ({claimed.guid})",
         )
-        cancel = threading.Event()
-        heartbeat = _Heartbeat(self, claimed.guid, claimed.lease_token, claimed.lease_expires, cancel)
-        # The first extend at once: the job moves to PROCESSING before the conversion starts.
-        if not heartbeat.beat():
-            return self._count("abandoned")
-        heartbeat.start()
-        try:
-            try:
-                with rt.db.read_session() as s:
-                    document = read_blob(s, claimed.blob_id)
-                fmt, data = self.converter.convert(self._struct(claimed, document), self.timeout, cancel)
-            except ConversionCancelled:
-                heartbeat.stop()
-                if heartbeat.lost.is_set():
-                    return self._count("abandoned")
-                return self._fail(claimed, "factory shutting down")
-            except ConversionError as exc:
-                heartbeat.stop()
-                if heartbeat.lost.is_set():
-                    return self._count("abandoned")
-                log.warning("job %s failed: %s", claimed.id, exc.reason)
-                return self._fail(claimed, exc.reason)
-            except Exception as exc:
-                heartbeat.stop()
-                log.exception("job %s: converter error", claimed.id)
-                if heartbeat.lost.is_set():
-                    return self._count("abandoned")
-                return self._fail(claimed, f"factory error: {type(exc).__name__}: {exc}")
-        finally:
-            heartbeat.stop()
-        if heartbeat.lost.is_set():
-            return self._count("abandoned")
-        return self._finish(claimed, fmt, data)
-
-    @staticmethod
-    def _struct(c: jobs.Claimed, document: bytes) -> dict[str, object]:
-        """The same struct ``jobs.poll`` sends, with the document as bytes."""
-        return {
-            "job": c.guid,
-            "application": c.application,
-            "version": c.version,
-            "doctype": c.doctype,
-            "format": c.format,
-            "pageStart": c.page_start,
-            "pageEnd": c.page_end,
-            "filename": c.filename,
-            "document": document,
-            "lease": c.lease_token,
-            "attempt": c.attempt,
-        }
-
-    def _retrying(self, what: str, c: jobs.Claimed, call: Callable[[], T]) -> T:
-        """Retry transient errors; lease, argument and size errors propagate at once."""
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                return call()
-            except (LeaseNotHeld, NotFound, BadArgument, TooLarge):
-                raise
-            except Exception as exc:
-                if delay is None:
-                    raise
-                log.warning("job %s: %s failed (%s); retrying in %g s", c.id, what, exc.__class__.__name__, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _finish(self, c: jobs.Claimed, fmt: str, data: bytes) -> str:
-        rt = self.rt
-
-        def call() -> str:
-            with rt.db.session() as s:
-                return jobs.finish(
-                    s, rt.now(), rt.notifier, guid=c.guid, owner=self.owner, token=c.lease_token,
-                    fmt=fmt, parts=data, max_bytes=rt.settings.max_document_bytes,
-                )
-
-        try:
-            result = self._retrying("finish", c, call)
-        except (LeaseNotHeld, NotFound) as exc:
-            log.warning("job %s: result refused (%s); dropping it", c.id, exc.__class__.__name__)
-            return self._count("abandoned")
-        except TooLarge:
-            return self._fail(c, f"result too large for the server ({len(data)} bytes)")
-        except BadArgument as exc:
-            return self._fail(c, f"server refused the result: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the lease expires and the job is requeued
-            log.error("job %s: could not store the result (%s)", c.id, exc.__class__.__name__)
-            return self._count("abandoned")
-        log.info("job %s finished: %s, %d bytes, result %s", c.id, fmt, len(data), result)
-        return self._count("finished")
-
-    def _fail(self, c: jobs.Claimed, reason: str) -> str:
-        rt = self.rt
-        reason = _one_line(reason)
-
-        def call() -> object:
-            with rt.db.session() as s:
-                return jobs.fail(
-                    s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=c.guid, owner=self.owner,
-                    token=c.lease_token, reason=reason,
-                )
-
-        try:
-            state = self._retrying("fail", c, call)
-        except Exception as exc:  # noqa: BLE001 - the lease expires and counts the attempt anyway
-            log.warning("job %s: could not report the failure (%s)", c.id, exc.__class__.__name__)
-            return self._count("abandoned")
-        log.info("job %s reported failed (%s); job state now %s", c.id, reason, getattr(state, "name", state))
-        return self._count("failed")
+        return self._count(self.handler.handle(self.server, leased))
 
 
 def register(app: Celery, factory: PushFactory) -> Any:
@@ -354,7 +299,7 @@ def make_factory_app(
     return app, factory, names
 
 
-def warn_if_unregistered(rt: Runtime, name: str | None, workers: Sequence[DomainWorker]) -> None:
+def warn_if_unregistered(rt: Runtime, name: str | None, workers: Sequence[WorkerSpec]) -> None:
     """Submissions are accepted only for pairs a registered, enabled factory serves: say so."""
     from app.services import admin
 
@@ -410,3 +355,35 @@ def run(
     finally:
         converter.close()
         factory.rt.close()
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """``convhub factory celery`` (registered by app/cli.py): the factory's configuration (INI file,
+    environment, flags, as for ``factory run``) plus the server's settings; returns the exit status."""
+    from app.factory.cli import config_from_args, report_errors, setup_logging
+
+    verbose = bool(getattr(args, "verbose", False))
+    setup_logging(verbose)
+
+    def command() -> int:
+        from app.config import ConfigError as SettingsError
+        from app.config import load_settings
+        from app.factory.config import build_converter
+
+        cfg = config_from_args(args)
+        cfg.validate(need_server=False)
+        converter = build_converter(cfg)
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+        return run(
+            settings,
+            converter,
+            name=cfg.name or None,
+            concurrency=cfg.concurrency,
+            timeout=cfg.timeout,
+            loglevel="DEBUG" if verbose else settings.log_level,
+        )
+
+    return report_errors(command)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ConversionCancelled, ConversionError, ConversionTimeout
 
@@ -177,7 +178,7 @@ class OfficeInstance:
 
     # -- work ----------------------------------------------------------------------------------
 
-    def call(self, request: dict, timeout: float, cancel: threading.Event | None = None) -> dict:
+    def call(self, request: dict[str, Any], timeout: float, cancel: threading.Event | None = None) -> dict[str, Any]:
         """Send one request to the bridge and wait for its reply, at most ``timeout`` seconds.
 
         A hung instance is killed and restarted; the failure is raised as ConversionTimeout,
@@ -223,7 +224,7 @@ class OfficeInstance:
             # The next call retries the start; the job in hand fails with its own reason.
             log.error("LibreOffice instance %d failed to restart: %s", self.index, exc)
 
-    def _read_line(self, deadline: float, cancel: threading.Event | None) -> dict:
+    def _read_line(self, deadline: float, cancel: threading.Event | None) -> dict[str, Any]:
         assert self._bridge is not None and self._bridge.stdout is not None
         fd = self._bridge.stdout.fileno()
         while True:
@@ -231,7 +232,8 @@ class OfficeInstance:
             if nl >= 0:
                 line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
                 try:
-                    return json.loads(line)
+                    reply: dict[str, Any] = json.loads(line)
+                    return reply
                 except ValueError:
                     continue  # not ours (e.g. a stray print from a UNO component)
             if cancel is not None and cancel.is_set():

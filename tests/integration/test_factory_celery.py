@@ -52,7 +52,7 @@ class FakeConverter(Converter):
         self.started = threading.Event()
 
     def workers(self) -> list[WorkerSpec]:
-        return [WorkerSpec(PAIR[0], PAIR[1], ("odt",), ("pdf", "png", "odf"))]
+        return [WorkerSpec(PAIR[0], PAIR[1], frozenset({"odt"}), frozenset({"pdf", "png", "odf"}))]
 
     def convert(self, job, deadline_seconds=None, cancel=None):  # type: ignore[no-untyped-def]
         spec = parse_job(job)
@@ -193,7 +193,7 @@ def test_database_away_at_claim_requeues_the_message(push, broker_url, monkeypat
             raise Unavailable("database unavailable")
         return real_claim(*a, **kw)
 
-    monkeypatch.setattr(factory_worker.jobs, "claim", flaky_claim)
+    monkeypatch.setattr(factory_worker.claims, "claim", flaky_claim)
     with worker(app, names):
         wait_for(lambda: states(server, [job_id])[job_id][0] == 3, 30, "COMPLETE")
     assert factory.counts == Counter(requeued=2, finished=1)
@@ -292,7 +292,7 @@ def test_heartbeat_moves_to_processing_and_a_lost_lease_abandons_the_job(tmp_pat
 def test_factory_celery_cli_without_the_server_stack_is_one_clear_line(monkeypatch, capsys):
     import builtins
 
-    from app.factory import cli
+    from app import cli
 
     real_import = builtins.__import__
 
@@ -302,10 +302,22 @@ def test_factory_celery_cli_without_the_server_stack_is_one_clear_line(monkeypat
         return real_import(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_tasks)
-    assert cli.standalone(["celery", "--name", "x"]) == 2
+    assert cli.main(["factory", "celery", "--name", "x"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'convhub[server]'" in err and "celery" in err and err.count("\n") == 1
 
 
 def test_pair_queue_names_match_the_mirror():
     assert pair_queue(*PAIR).name == factory_worker.queues_for(FakeConverter().workers())[0].name
+
+
+def test_factory_celery_is_registered_by_the_server_cli_not_by_the_factory_cli(capsys):
+    from app import cli
+    from app.factory import cli as factory_cli
+
+    args = cli.build_parser().parse_args(["factory", "celery", "--name", "x", "--concurrency", "2"])
+    assert args.func is cli.cmd_factory_celery and (args.name, args.concurrency) == ("x", 2)
+    assert cli.build_parser().parse_args(["factory", "run", "--once"]).func is factory_cli.main
+    with pytest.raises(SystemExit):  # the factory's own CLI (standard library only) has no celery command
+        factory_cli.standalone(["celery", "--name", "x"])
+    assert "invalid choice: 'celery'" in capsys.readouterr().err

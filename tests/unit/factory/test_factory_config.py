@@ -10,7 +10,7 @@ import pytest
 
 from app.factory import cli
 from app.factory.config import command_converter, load_config
-from app.factory.converters import CommandConverter, CompositeConverter, check_odf, parse_job
+from app.factory.converters import CommandConverter, CompositeConverter, check_odf, parse_job, worker_dict
 from app.factory.errors import ConfigError, ConversionError
 
 
@@ -88,11 +88,12 @@ def test_ini_file(tmp_path, monkeypatch):
     assert cfg.libreoffice == "no"
     conv = command_converter(cfg.commands[0], cfg)
     assert isinstance(conv, CommandConverter)
-    assert conv.workers()[0].as_dict() == {
+    # formats = odf, pdf: a worker's formats are a set (app.domain's WorkerSpec), shown in the domain's order
+    assert worker_dict(conv.workers()[0]) == {
         "application": "Cat",
         "version": "1.0",
         "doctypes": ["odt"],
-        "formats": ["odf", "pdf"],
+        "formats": ["pdf", "odf"],
     }
     assert conv.default_format == "odf" and conv.page_ranges and conv.timeout == 9.0
     assert conv.commands == {"odf": "cp {input} {output}", "pdf": "sh -c 'exit 1'"}

@@ -8,17 +8,13 @@ import xmlrpc.client
 
 import pytest
 
+from app.factory.backoff import Backoff
 from app.factory.converters import Converter, WorkerSpec
 from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
-from app.factory.runner import (
-    Backoff,
-    FactoryRunner,
-    Heartbeat,
-    heartbeat_interval,
-    make_proxy,
-    parse_lease_expires,
-    xmlrpc_url,
-)
+from app.factory.heartbeat import Heartbeat, heartbeat_interval
+from app.factory.runner import FactoryRunner
+from app.factory.xmlrpc_client import make_proxy, parse_lease_expires, xmlrpc_url
+from app.factory.xmlrpc_lease import XmlRpcLeaseClient
 
 NOW = 1_700_000_000.0
 
@@ -101,7 +97,7 @@ class FakeConverter(Converter):
         self.jobs = []
 
     def workers(self):
-        return [WorkerSpec("Fake Writer", "1.0", ("odt",), ("pdf",))]
+        return [WorkerSpec("Fake Writer", "1.0", frozenset({"odt"}), frozenset({"pdf"}))]
 
     def convert(self, job, deadline_seconds=None, cancel=None):
         self.jobs.append((job, deadline_seconds))
@@ -347,7 +343,7 @@ def test_heartbeat_waits_a_third_of_the_remaining_lease():
     def wait(seconds):
         waits.append(seconds)
 
-    hb = Heartbeat(FakeProxy(jobs), "fac", "g", "l", NOW + 300, clock=lambda: clock[0], wait=wait)
+    hb = Heartbeat(XmlRpcLeaseClient(FakeProxy(jobs), "fac"), "g", "l", NOW + 300, clock=lambda: clock[0], wait=wait)
     hb._run()  # synchronously: ends when the server says cancelled
     assert waits == [pytest.approx(100), pytest.approx(30), pytest.approx(30)]
     assert hb.lost.is_set() and "cancelled" in hb.reason

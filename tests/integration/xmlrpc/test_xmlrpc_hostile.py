@@ -8,7 +8,7 @@ import xmlrpc.client
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import submit_job
+from tests.conftest import submit_job, wait_for
 from tests.integration.xmlrpc.xrkit import FACTORY, basic, raw_post
 
 BILLION_LAUGHS = (
@@ -94,6 +94,8 @@ def test_bombs_in_one_thread_while_polls_succeed(live_server, client_id, factory
     try:
         from tests.integration.xmlrpc.xrkit import proxy
 
+        # The polls start once the bombing has, so they overlap it whatever the threads' timing.
+        wait_for(lambda: refused, 30, "the first bomb refused")
         fp = proxy(live_server.url)
         got = [fp.jobs.poll(FACTORY)["job"] for _ in range(20)]
     finally:

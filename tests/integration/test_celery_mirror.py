@@ -139,7 +139,8 @@ def test_beat_reclaim_task_on_a_real_worker(rt, clock, celery_worker):
             return (job.state, job.attempts) if job.state == 0 else None
 
     assert wait_for(queued, 30, "the job back in QUEUED") == (0, 1)
-    assert _length(rt) == 1  # back in its queue: the mirror is re-published
+    # back in its queue: the mirror is re-published, just after the commit that requeued the job
+    wait_for(lambda: _length(rt) == 1, 10, "the job's message back in its queue")
     again = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
     assert again.id == job_id and again.attempt == 2
 

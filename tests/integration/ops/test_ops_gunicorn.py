@@ -47,8 +47,10 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path, make_runtime) ->
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: requests.get(f"{base}/healthz", timeout=2).ok, 30, "gunicorn to serve", [log])
-        served = 1
+        # Waiting on /metrics, not /healthz: a start-up probe that times out on the client may still be
+        # counted by the server, so the healthz count below is exactly the 40 requests sent.
+        _until(lambda: requests.get(f"{base}/metrics", timeout=2).ok, 30, "gunicorn to serve", [log])
+        served = 0
         for _ in range(40):
             with requests.Session() as s:  # a new connection each: spread over both workers
                 assert s.get(f"{base}/healthz", timeout=5).status_code == 200

@@ -47,6 +47,7 @@ bench: install system-deps
 	$(BIN)/python bench/bench_xmlrpc.py --mib 100
 	$(BIN)/python bench/bench_soap_large.py --mib 100
 	$(BIN)/python bench/bench_factory.py --out bench/results/factory.json
+	$(BIN)/python bench/bench_timeouts.py --out bench/results/timeouts.json
 	@echo "results: bench/results/*.json"
 
 clean:

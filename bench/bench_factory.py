@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.factory.converters import LibreOfficeConverter, libreoffice_version  # noqa: E402
-from app.factory.office import OfficePool  # noqa: E402
+from app.factory.converters import LibreOfficeConverter, libreoffice_version
+from app.factory.office import OfficePool
 
 FODT = """<?xml version="1.0" encoding="UTF-8"?>
 <office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"

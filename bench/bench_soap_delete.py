@@ -24,15 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import requests  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+import requests
+from sqlalchemy import create_engine, func, insert, select, text
 
-from app.config import Settings  # noqa: E402
-from app.db.migrate import upgrade  # noqa: E402
-from app.db.models import Job  # noqa: E402
-from app.domain.states import DELETED  # noqa: E402
-from app.runtime import build_runtime  # noqa: E402
-from app.services import admin, client_views, maintenance, submission  # noqa: E402
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.db.models import Job
+from app.domain.states import DELETED
+from app.runtime import build_runtime
+from app.services import admin, client_views, maintenance, submission
 
 NS = "http://www.yospace.com/tundra/ContentService/"
 T0 = datetime(2009, 10, 26, 19, 0, tzinfo=UTC)

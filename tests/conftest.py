@@ -46,27 +46,79 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port for a server a test starts itself (often in a subprocess, so it cannot bind port 0).
+
+    Chosen below the kernel's ephemeral range: the outgoing connections of everything else on the
+    machine take their ports from that range and could grab one between this check and the
+    server's bind. Never the same port twice in one test session.
+    """
+    import random
+
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 8000), low)
+        if port in _PORTS_HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port where connections are refused for the whole test: bound (so nobody else can listen
+    on it) but never listening. A port that was merely free a moment ago could be taken meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
-def wait_for(pred, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
+def wait_for(  # type: ignore[no-untyped-def]
+    pred,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    *,
+    ignore: tuple[type[BaseException], ...] = (),
+    details=None,
+):
     """Poll `pred` until it returns something truthy (returned), or fail after `timeout` seconds.
 
-    For waiting on other processes in integration/e2e tests; never a timing assertion.
+    The one way tests wait on other threads and processes: never a sleep followed by an assertion,
+    never a timing assertion. `ignore`: exceptions that mean "not yet" (a server still starting);
+    `details`: called on timeout for text to add to the failure (e.g. the tails of logs).
     """
     import time
 
     deadline = time.monotonic() + timeout
-    last = None
+    last: object = None
     while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
+        try:
+            last = pred()
+        except ignore as exc:
+            last = exc
+        else:
+            if last:
+                return last
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+    extra = f"\n{details()}" if details is not None else ""
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}{extra}")
 
 
 class FakeClock:

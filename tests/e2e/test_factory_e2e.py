@@ -25,7 +25,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 import xmlrpc.client
@@ -305,15 +304,12 @@ def test_hanging_converter_is_killed_at_the_timeout_and_the_job_requeued(server,
     ini = server.tmp / "hang.ini"
     ini.write_text(HANG_INI, encoding="utf-8")
     job_id = server.submit(odt, "Hang", "1", "pdf")
-    t0 = time.monotonic()
-    out = subprocess.run(
+    out = subprocess.run(  # timed by bench/bench_timeouts.py (factory_once_hang_timeout_2s_seconds)
         CONVHUB + ["factory", "run", "--config", str(ini), "--server", server.base, "--name", "hang-1",
                    "--secret", server.secrets["hang-1"], "--once"],
         env=server.env, capture_output=True, text=True, timeout=60,
     )
-    elapsed = time.monotonic() - t0
     assert out.returncode == 0, out.stderr
-    assert elapsed < 20, f"the factory took {elapsed:.1f} s for a 2 s timeout"
     info = server.show(job_id)
     assert (info["state"], info["attempts"], info["leaseOwner"]) == ("QUEUED", 1, None), info
     assert "did not finish within 2 s" in info["failureReason"], info

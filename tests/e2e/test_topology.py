@@ -161,17 +161,15 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
                 me + ["worker", "--pool", "threads", "--concurrency", "2", "--hostname", f"topo-w{i}@%h"],
             )
         procs.start("beat", me + ["beat"])
-        deadline = time.monotonic() + 40
-        while True:
+
+        def web_up() -> bool:
             procs.check_alive()
-            try:
-                if requests.get(base + "/healthz", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("web did not come up:\n" + procs.tail("web"))
-            time.sleep(0.2)
+            return requests.get(base + "/healthz", timeout=2).ok
+
+        wait_for(
+            web_up, 40, "web to come up", interval=0.2,
+            ignore=(requests.RequestException,), details=lambda: procs.tail("web"),
+        )
         for i in range(1, FACTORIES + 1):
             procs.start(
                 f"factory-{i}",
@@ -215,18 +213,18 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
         timings["submit_s"] = time.monotonic() - t0
         assert len(set(job_ids)) == JOBS
 
-        deadline = time.monotonic() + max(60, JOBS / 10)
-        complete = 0
-        while complete < JOBS:
+        def complete() -> int:
             procs.check_alive()
             with rt.db.read_session() as s:
-                complete = (
+                return (
                     s.scalar(select(func.count()).select_from(Job).where(Job.state == int(JobState.COMPLETE)))
                     or 0
                 )
-            if time.monotonic() > deadline:
-                pytest.fail(f"only {complete}/{JOBS} COMPLETE\n{procs.tail('web')}")
-            time.sleep(0.2)
+
+        wait_for(
+            lambda: complete() >= JOBS, max(60, JOBS / 10), f"{JOBS} jobs COMPLETE", interval=0.2,
+            details=lambda: f"only {complete()}/{JOBS} COMPLETE\n{procs.tail('web')}",
+        )
         timings["all_complete_s"] = time.monotonic() - t0
         stop_file.write_text("stop")
         for label, p in procs.items:

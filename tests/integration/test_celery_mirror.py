@@ -7,7 +7,6 @@ FakeClock, so lease expiry is driven by moving time, not by sleeping.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -19,7 +18,7 @@ from app.services.poll import poll
 from tasks import jobs as task_jobs
 from tasks.base import attach_runtime
 from tasks.celery_app import make_celery
-from tests.conftest import WRITER, add_client, add_factory, close_runtime, make_settings, submit_job
+from tests.conftest import WRITER, add_client, add_factory, close_runtime, make_settings, submit_job, wait_for
 
 PAIR = ("LibreOffice Writer", "7.4")
 STALE = timedelta(seconds=120)
@@ -134,17 +133,15 @@ def test_beat_reclaim_task_on_a_real_worker(rt, clock, celery_worker):
     clock.advance(rt.settings.lease_seconds)
     # what beat sends every reclaim interval, executed by the real worker
     rt.celery.send_task("convhub.reclaim", queue="convhub")
-    deadline = time.monotonic() + 30
-    state = None
-    while time.monotonic() < deadline:
+
+    def queued() -> tuple[int, int] | None:
         with rt.db.read_session() as s:
             job = s.scalar(select(Job).where(Job.id == job_id))
-            state = (job.state, job.attempts)
-        if state[0] == 0:
-            break
-        time.sleep(0.05)
-    assert state == (0, 1)
-    assert _length(rt) == 1  # back in its queue: the mirror is re-published
+            return (job.state, job.attempts) if job.state == 0 else None
+
+    assert wait_for(queued, 30, "the job back in QUEUED") == (0, 1)
+    # back in its queue: the mirror is re-published, just after the commit that requeued the job
+    wait_for(lambda: _length(rt) == 1, 10, "the job's message back in its queue")
     again = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
     assert again.id == job_id and again.attempt == 2
 

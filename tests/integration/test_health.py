@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.conftest import free_port, start_server
+from tests.conftest import start_server
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -21,8 +21,8 @@ def test_healthy(live_server):
     assert _get(live_server.url + "/healthz") == (200, {"status": "ok", "database": "ok", "broker": "ok"})
 
 
-def test_broker_down_is_503(make_runtime):
-    rt = make_runtime(broker_url=f"amqp://guest:guest@127.0.0.1:{free_port()}//")
+def test_broker_down_is_503(make_runtime, refused_port):
+    rt = make_runtime(broker_url=f"amqp://guest:guest@127.0.0.1:{refused_port}//")
     srv = start_server(rt)
     try:
         status, body = _get(srv.url + "/healthz")
@@ -31,8 +31,8 @@ def test_broker_down_is_503(make_runtime):
     assert status == 503 and body == {"status": "unavailable", "database": "ok", "broker": "down"}
 
 
-def test_database_down_is_503(make_runtime):
-    rt = make_runtime(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+def test_database_down_is_503(make_runtime, refused_port):
+    rt = make_runtime(database_url=f"postgresql://postgres@127.0.0.1:{refused_port}/nothing")
     srv = start_server(rt)
     try:
         status, body = _get(srv.url + "/healthz")

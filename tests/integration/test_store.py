@@ -60,7 +60,7 @@ def test_race_every_job_handed_out_once(rt):
                     return
                 with lock:
                     got.append(c.id)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=claimer, args=(n,)) for n in range(24)]

@@ -7,7 +7,6 @@ import io
 import os
 import signal
 import threading
-import time
 import zipfile
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from app.factory.converters import ODF_MIMETYPES, LibreOfficeConverter
 from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
 from app.factory.office import OfficePool
+from tests.conftest import wait_for
 from tests.factorykit import pdf_pages, png_size
 
 pytestmark = [pytest.mark.libreoffice, pytest.mark.usefixtures("libreoffice_required")]
@@ -146,10 +146,9 @@ def test_sigstopped_instance_is_killed_at_timeout_and_restarts(conv, odf_docs, l
     try:
         starts = target.starts
         os.killpg(target.pid, signal.SIGSTOP)  # a hung soffice: alive but never answers
-        t0 = time.monotonic()
+        # How long this takes: bench/bench_timeouts.py (libreoffice_stopped_deadline_3s_seconds).
         with pytest.raises(ConversionTimeout, match="within 3 s"):
             conv.convert(job("odt", odf_docs["odt"]), deadline_seconds=3)
-        assert time.monotonic() - t0 < 20
         assert target.starts == starts + 1 and target.alive()
         fmt, data = conv.convert(job("odt", odf_docs["odt"], "pdf", 2, 3))
         assert pdf_pages(data) == 2
@@ -162,8 +161,7 @@ def test_crashed_instance_is_restarted_on_next_use(conv, odf_docs, lo_pool):
     held, target = _borrow_all_but_one(lo_pool)
     try:
         os.killpg(target.pid, signal.SIGKILL)
-        time.sleep(0.2)
-        assert not target.alive()
+        wait_for(lambda: not target.alive(), 10, "the killed soffice to be gone")
         assert pdf_pages(conv.convert(job("ods", odf_docs["ods"], "pdf", 2, 3))[1]) == 2
         assert target.alive()
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import requests
 
 from app.domain.matching import queue_name
 from tasks.flower import broker_api_url, flower_argv
-from tests.conftest import add_client, add_factory, free_port, port_open, require, submit_job
+from tests.conftest import add_client, add_factory, free_port, port_open, require, submit_job, wait_for
 from tests.integration.ops.conftest import OPERATOR, poll_once
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -60,20 +59,16 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
+def _tails(logs: list[Path]) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
+
+
 def _until(fn, timeout: float, what: str, logs: list[Path]):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (requests.RequestException, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-    pytest.fail(f"timed out waiting for {what} (last: {last!r})\n{tails}")
+    """`wait_for` with a server that may still be starting, and the logs' tails on a timeout."""
+    return wait_for(
+        fn, timeout, what, interval=0.25,
+        ignore=(requests.RequestException, ValueError), details=lambda: _tails(logs),
+    )
 
 
 def _run_flower_check(tmp_path: Path, make_runtime, db_url: str, broker_url: str) -> None:  # type: ignore[no-untyped-def]

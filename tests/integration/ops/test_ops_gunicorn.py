@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import add_client, add_factory, free_port, sqlite_db, submit_job
+from tests.conftest import add_client, add_factory, free_port, sqlite_db, submit_job, wait_for
 from tests.integration.ops.test_ops_flower import ROOT, _env, _stop, _until
 
 
@@ -48,8 +47,10 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path, make_runtime) ->
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: requests.get(f"{base}/healthz", timeout=2).ok, 30, "gunicorn to serve", [log])
-        served = 1
+        # Waiting on /metrics, not /healthz: a start-up probe that times out on the client may still be
+        # counted by the server, so the healthz count below is exactly the 40 requests sent.
+        _until(lambda: requests.get(f"{base}/metrics", timeout=2).ok, 30, "gunicorn to serve", [log])
+        served = 0
         for _ in range(40):
             with requests.Session() as s:  # a new connection each: spread over both workers
                 assert s.get(f"{base}/healthz", timeout=5).status_code == 200
@@ -65,9 +66,7 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path, make_runtime) ->
             return sum(v for k, v in m["convhub_http_requests_total"].items() if ("endpoint", "healthz") in k)
 
         # The count is written after each response is sent: allow the last one a moment.
-        deadline = time.monotonic() + 5
-        while healthz_total() < served and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: healthz_total() >= served, 5, f"{served} healthz requests counted", interval=0.1)
         for _ in range(6):  # whichever worker answers the scrape reports the same sums
             assert healthz_total() == served
             m = _samples(requests.get(f"{base}/metrics", timeout=5).text)

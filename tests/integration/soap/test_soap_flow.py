@@ -25,7 +25,7 @@ WRITER_24 = "LibreOffice Writer|24.2|odt|pdf"
 class _Hooks(BaseHTTPRequestHandler):
     hits: list[tuple[str, dict[str, list[str]]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         u = urlsplit(self.path)
         type(self).hits.append((u.path, parse_qs(u.query)))
         self.send_response(204)

@@ -3,8 +3,6 @@ keeps serving. Valid requests in either child style are accepted."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
@@ -40,11 +38,9 @@ def _still_serving(soap) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_billion_laughs_is_refused_quickly(soap):
-    t0 = time.monotonic()
+    # How quickly: bench/bench_timeouts.py (soap_billion_laughs).
     reply = post(soap, _with_doctype(BOMB, "&lol9;"))
-    elapsed = time.monotonic() - t0
     _fault(reply)
-    assert elapsed < 5
     _still_serving(soap)
 
 
@@ -68,10 +64,8 @@ def test_external_dtd_and_network_entity_refused(soap):
 def test_oversized_body_is_refused_before_reading(soap):
     limit = soap.runtime.settings.max_request_bytes
     body = envelope("getContentConvertCounts").encode() + b" " * (limit + 1)
-    t0 = time.monotonic()
-    reply = post(soap, body, timeout=60)
+    reply = post(soap, body, timeout=60)  # how quickly: bench/bench_timeouts.py (soap_oversized_body)
     assert "exceeds" in _fault(reply, "RequestTooLong")
-    assert time.monotonic() - t0 < 10
     _still_serving(soap)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 import xmlrpc.client
 
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import submit_job
+from tests.conftest import submit_job, wait_for
 from tests.integration.xmlrpc.xrkit import FACTORY, basic, raw_post
 
 BILLION_LAUGHS = (
@@ -66,15 +65,12 @@ def test_refused_with_400_before_any_database_access(live_server, factory):
     listener = lambda *a: statements.append(a[2])  # noqa: E731
     event.listen(rt.db.engine, "before_cursor_execute", listener)
     try:
-        for name, payload, words in HOSTILE:
-            t0 = time.perf_counter()
+        for name, payload, words in HOSTILE:  # how quickly each is refused: bench/bench_timeouts.py
             status, headers, body = raw_post(live_server.url, payload, {"Authorization": basic()})
-            elapsed = time.perf_counter() - t0
             assert status == 200 and headers["content-type"].startswith("text/xml"), name
             f = fault(body)
             assert f.faultCode == 400 and words in f.faultString, (name, f.faultString)
             assert b"passwd" not in body and b"root:" not in body
-            assert elapsed < 5, name  # generous: refusal is cheap (nothing is expanded)
     finally:
         event.remove(rt.db.engine, "before_cursor_execute", listener)
     assert statements == []  # refused before any service ran
@@ -98,6 +94,8 @@ def test_bombs_in_one_thread_while_polls_succeed(live_server, client_id, factory
     try:
         from tests.integration.xmlrpc.xrkit import proxy
 
+        # The polls start once the bombing has, so they overlap it whatever the threads' timing.
+        wait_for(lambda: refused, 30, "the first bomb refused")
         fp = proxy(live_server.url)
         got = [fp.jobs.poll(FACTORY)["job"] for _ in range(20)]
     finally:

@@ -64,7 +64,7 @@ def test_32_factories_in_parallel_on_postgresql_each_job_once(make_runtime, pg_u
                     if not job:
                         return
                     got[name].append(job["job"])
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:  # reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=run, args=(n,)) for n in names]

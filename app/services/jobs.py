@@ -318,6 +318,8 @@ def _fence(job: Job, now: datetime):  # type: ignore[no-untyped-def]
 def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState, **values: object) -> None:
     require_transition(job.state, state)
     values["state"] = int(state)
+    if state.terminal:
+        values["finished_at"] = now  # completions/failures per minute (app.services.trends)
     res = session.execute(update(Job).where(*_fence(job, now)).values(**values).execution_options(synchronize_session=False))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseNotHeld(f"lease on job {job.guid} was lost", job_id=job.id)
@@ -549,6 +551,7 @@ def reclaim_expired(session: Session, now: datetime, notifier: Notifier, mirror:
                 lease_owner=None,
                 updated_at=now,
                 failure_reason=f"lease expired (attempt {job.attempts} of {job.max_attempts})",
+                **({"finished_at": now} if new.terminal else {}),  # trends: failures per minute
             )
             .execution_options(synchronize_session=False)
         )

@@ -1,0 +1,146 @@
+"""The trends section of /ops: backlog, completions and failures over the last hour or day.
+
+`register(bp, rt)` adds `GET /ops/trends` (the section alone, which the page's trends.js re-fetches
+once a minute) to the ops blueprint, so it sits behind the same operator check and headers, and
+returns the `TrendsView` whose `context(args)` the /ops page renders the section with.
+
+Query arguments: `trend=hour|day` (default hour) and `pair=<application>|<version>` (default: all).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Blueprint, render_template, request
+from markupsafe import Markup
+
+from app.runtime import Runtime
+from app.services import trends
+from app.web import charts
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    label: str
+    span: timedelta
+    step: timedelta
+
+
+WINDOWS = {
+    "hour": Window("hour", "Last hour", trends.HOUR, trends.MINUTE),
+    # 144 points of 10 minutes: fine enough to see a day's shape, light enough to hover.
+    "day": Window("day", "Last 24 hours", trends.DAY, timedelta(minutes=10)),
+}
+DEFAULT_WINDOW = "hour"
+PAIR_SEPARATOR = "|"
+
+
+def pair_param(pair: trends.Pair) -> str:
+    return "" if pair == trends.OVERALL else f"{pair[0]}{PAIR_SEPARATOR}{pair[1]}"
+
+
+class TrendsView:
+    """Builds the section's template context; the rendered charts are kept until a new snapshot.
+
+    /ops re-renders every few seconds while snapshots change once a minute, so the charts of each
+    (window, pair) are cached and keyed by the newest snapshot and the current minute.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._cache: dict[tuple[str, str], tuple[object, dict[str, object]]] = {}
+        self._lock = threading.Lock()
+
+    def context(self, args: Mapping[str, str]) -> dict[str, object]:
+        window = WINDOWS.get(args.get("trend", ""), WINDOWS[DEFAULT_WINDOW])
+        wanted = args.get("pair", "")
+        now = self.rt.now()
+        with self.rt.db.read_session() as s:
+            stamp = (trends.minute_of(now), trends.latest(s))
+            with self._lock:
+                hit = self._cache.get((window.key, wanted))
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            data = trends.series(s, now, window.span, step=window.step)
+        ctx = _context(data, window, wanted)
+        if ctx["selected"] == wanted:  # only pairs that exist are cached: the key is the caller's
+            with self._lock:
+                self._cache[(window.key, wanted)] = (stamp, ctx)
+        return ctx
+
+
+def register(bp: Blueprint, rt: Runtime) -> TrendsView:
+    view = TrendsView(rt)
+
+    @bp.get("/ops/trends")
+    def trends_section():  # type: ignore[no-untyped-def]
+        return render_template("ops/trends.html", trends=view.context(request.args))
+
+    return view
+
+
+def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, object]:
+    by_param = {pair_param(s.pair): s for s in (data.overall, *data.pairs)}
+    scope = by_param.get(wanted)
+    missing = scope is None and wanted != ""
+    if scope is None:
+        scope = data.overall
+    per_min = "per min" if window.step == trends.MINUTE else "per min, average"
+    times, step = data.times, data.step
+    backlog = charts.line_chart(
+        "Backlog",
+        times,
+        [
+            charts.Line("queued", scope.backlog, charts.BLUE, area=True),
+            charts.Line("in flight", scope.in_flight, charts.AMBER, dashed=True),
+        ],
+        step=step,
+        unit="jobs",
+    )
+    completed = charts.line_chart(
+        "Completions", times, [charts.Line("completed", scope.completed, charts.GREEN, area=True)], step=step, unit=per_min
+    )
+    failed = charts.line_chart(
+        "Failures", times, [charts.Line("failed", scope.failed, charts.RED, area=True)], step=step, unit=per_min
+    )
+    rows = [
+        {
+            "param": pair_param(p.pair),
+            "application": p.application,
+            "version": p.version,
+            "backlog_now": _latest(p.backlog),
+            "completed": p.completed_total,
+            "failed": p.failed_total,
+            "backlog": Markup(charts.sparkline(f"{p.label} backlog", p.backlog, color=charts.BLUE, unit="jobs")),
+            "completions": Markup(
+                charts.sparkline(f"{p.label} completions", p.completed, color=charts.GREEN, unit="per min")
+            ),
+            "failures": Markup(charts.sparkline(f"{p.label} failures", p.failed, color=charts.RED, unit="per min")),
+        }
+        for p in data.pairs
+    ]
+    return {
+        "window": window.key,
+        "window_label": window.label,
+        "windows": [(w.key, w.label) for w in WINDOWS.values()],
+        "selected": pair_param(scope.pair),
+        "missing_pair": wanted if missing else "",
+        "scope_label": scope.label,
+        "pairs": [(pair_param(p.pair), p.label) for p in data.pairs],
+        "minutes": data.minutes,
+        "latest": data.latest.isoformat(timespec="minutes") if data.latest else "",
+        "backlog_now": _latest(scope.backlog),
+        "in_flight_now": _latest(scope.in_flight),
+        "completed": scope.completed_total,
+        "failed": scope.failed_total,
+        "charts": [Markup(backlog), Markup(completed), Markup(failed)],
+        "rows": rows,
+    }
+
+
+def _latest(values: tuple[int | None, ...]) -> int | None:
+    return next((v for v in reversed(values) if v is not None), None)

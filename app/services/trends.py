@@ -159,6 +159,8 @@ class Series:
     failed: tuple[float | None, ...]
     completed_total: int
     failed_total: int
+    backlog_now: int | None  # at the newest snapshot of the window (None: no snapshot)
+    in_flight_now: int | None
 
     @property
     def pair(self) -> Pair:
@@ -225,9 +227,11 @@ def series(session: Session, now: datetime, window: timedelta, *, step: timedelt
     minutes_in = [0] * n  # overall rows (recorded minutes) per step
     acc: dict[Pair, _Acc] = {}
     latest = None
+    last_row: dict[Pair, tuple[datetime, int, int]] = {}
     for at, application, version, backlog, in_flight, completed, failed in rows:
         i = _step_index(at, start, step)
         pair = (application, version)
+        last_row[pair] = (at, backlog, in_flight)
         if pair == OVERALL:
             minutes_in[i] += 1
             latest = at
@@ -238,8 +242,15 @@ def series(session: Session, now: datetime, window: timedelta, *, step: timedelt
         a.in_flight[i] = max(a.in_flight[i] or 0, in_flight)
         a.completed[i] += completed
         a.failed[i] += failed
-    overall = _series(OVERALL, acc.get(OVERALL), minutes_in)
-    pairs = tuple(_series(pair, acc[pair], minutes_in) for pair in sorted(acc) if pair != OVERALL)
+
+    def now_of(pair: Pair) -> tuple[int, int] | None:
+        if latest is None:
+            return None
+        at, backlog, in_flight = last_row.get(pair, (None, 0, 0))
+        return (backlog, in_flight) if at == latest else (0, 0)  # no row in the newest minute: zeros
+
+    overall = _series(OVERALL, acc.get(OVERALL), minutes_in, now_of(OVERALL))
+    pairs = tuple(_series(pair, acc[pair], minutes_in, now_of(pair)) for pair in sorted(acc) if pair != OVERALL)
     return Trends(start, end, step, times, sum(minutes_in), latest, overall, pairs)
 
 
@@ -248,7 +259,7 @@ def _step_index(at: datetime, start: datetime, step: timedelta) -> int:
     return -((start - at) // step) - 1
 
 
-def _series(pair: Pair, a: _Acc | None, minutes_in: list[int]) -> Series:
+def _series(pair: Pair, a: _Acc | None, minutes_in: list[int], now: tuple[int, int] | None) -> Series:
     n = len(minutes_in)
     if a is None:
         a = _Acc([None] * n, [None] * n, [0] * n, [0] * n)
@@ -269,4 +280,6 @@ def _series(pair: Pair, a: _Acc | None, minutes_in: list[int]) -> Series:
         failed=rate(a.failed),
         completed_total=sum(a.completed),
         failed_total=sum(a.failed),
+        backlog_now=None if now is None else now[0],
+        in_flight_now=None if now is None else now[1],
     )

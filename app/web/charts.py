@@ -129,10 +129,11 @@ def line_chart(
     `times[i]` is the end of the step that `line.values[i]` describes. A None value is a gap: the
     line breaks there. When no line has a value the chart says `empty_text`.
     """
-    left, right, top, bottom = 46, 14, 34, 26
+    left, right, top, bottom = 46, 22, 34, 26
     pw, ph = width - left - right, height - top - bottom
-    out = _svg_open(width, height, title, "chart")
-    out.append(f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="{INK}">{_t(title)}</text>')
+    out = _svg_open(width, height, f"{title} ({unit})" if unit else title, "chart")
+    unit_span = f'<tspan font-size="11" font-weight="normal" fill="{MUTED}"> · {_t(unit)}</tspan>' if unit else ""
+    out.append(f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="{INK}">{_t(title)}{unit_span}</text>')
     if len(lines) > 1:
         out.extend(_legend(lines, width - right, 16))
     values = [v for line in lines for v in line.values if v is not None]
@@ -172,8 +173,6 @@ def line_chart(
             f'<text x="{left - 6}" y="{_num(y_of(v) + 4)}" text-anchor="end" fill="{MUTED}">{_t(format_value(v))}</text>'
         )
         k += 1
-    if unit:
-        out.append(f'<text x="{left - 6}" y="{top - 6}" text-anchor="end" fill="{MUTED}">{_t(unit)}</text>')
     out.append("</g>")
 
     # x axis: round UTC times; a midnight is labelled with its date
@@ -182,12 +181,14 @@ def line_chart(
         x = _num(x_of(t))
         label = f"{t:%d %b}" if (t.hour, t.minute) == (0, 0) and span > 3 * 3600 else f"{t:%H:%M}"
         out.append(f'<line x1="{x}" x2="{x}" y1="{top + ph}" y2="{top + ph + 4}" stroke="{FRAME}" stroke-width="1"/>')
-        out.append(f'<text x="{x}" y="{top + ph + 16}" text-anchor="middle" fill="{MUTED}">{_t(label)}</text>')
+        # A label too close to the right edge ends at its tick instead of being cut off.
+        anchor = "end" if x_of(t) + 3.5 * len(label) > width - 2 else "middle"
+        out.append(f'<text x="{x}" y="{top + ph + 16}" text-anchor="{anchor}" fill="{MUTED}">{_t(label)}</text>')
     out.append("</g>")
 
     dot = 2.6 if len(times) <= 90 else 1.6
-    for line in lines:
-        out.extend(_line(line, times, x_of, y_of, top + ph, dot, step, unit))
+    for line in lines:  # a dashed (secondary) line gets smaller points
+        out.extend(_line(line, times, x_of, y_of, top + ph, dot * (0.7 if line.dashed else 1), step, unit))
     out.append("</svg>")
     return "".join(out)
 
@@ -242,7 +243,7 @@ def _line(line: Line, times, x_of, y_of, base_y: float, dot: float, step: timede
     for run in runs:
         for t, v in run:
             out.append(
-                f'<circle cx="{_num(x_of(t))}" cy="{_num(y_of(v))}" r="{dot}" fill="{color}">'
+                f'<circle cx="{_num(x_of(t))}" cy="{_num(y_of(v))}" r="{_num(dot)}" fill="{color}">'
                 f"<title>{_t(_time_label(t, step))} · {_t(line.name)}: {_t(format_value(v) + suffix)}</title></circle>"
             )
     out.append("</g>")

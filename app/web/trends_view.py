@@ -4,7 +4,8 @@
 once a minute) to the ops blueprint, so it sits behind the same operator check and headers, and
 returns the `TrendsView` whose `context(args)` the /ops page renders the section with.
 
-Query arguments: `trend=hour|day` (default hour) and `pair=<application>|<version>` (default: all).
+Query arguments: `trend=hour|day` (default hour), `pair=<application>|<version>` (default: all) and
+`trend_refresh=N` (trends.js re-fetches every N seconds instead of every 60).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ WINDOWS = {
     "day": Window("day", "Last 24 hours", trends.DAY, timedelta(minutes=10)),
 }
 DEFAULT_WINDOW = "hour"
+REFRESH_SECONDS = 60
 PAIR_SEPARATOR = "|"
 
 
@@ -56,6 +58,9 @@ class TrendsView:
         self._lock = threading.Lock()
 
     def context(self, args: Mapping[str, str]) -> dict[str, object]:
+        return {**self._charts(args), "refresh_ms": _refresh_ms(args.get("trend_refresh", ""))}
+
+    def _charts(self, args: Mapping[str, str]) -> dict[str, object]:
         window = WINDOWS.get(args.get("trend", ""), WINDOWS[DEFAULT_WINDOW])
         wanted = args.get("pair", "")
         now = self.rt.now()
@@ -112,7 +117,7 @@ def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, obje
             "param": pair_param(p.pair),
             "application": p.application,
             "version": p.version,
-            "backlog_now": _latest(p.backlog),
+            "backlog_now": p.backlog_now,
             "completed": p.completed_total,
             "failed": p.failed_total,
             "backlog": Markup(charts.sparkline(f"{p.label} backlog", p.backlog, color=charts.BLUE, unit="jobs")),
@@ -132,9 +137,9 @@ def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, obje
         "scope_label": scope.label,
         "pairs": [(pair_param(p.pair), p.label) for p in data.pairs],
         "minutes": data.minutes,
-        "latest": data.latest.isoformat(timespec="minutes") if data.latest else "",
-        "backlog_now": _latest(scope.backlog),
-        "in_flight_now": _latest(scope.in_flight),
+        "latest": f"{data.latest:%Y-%m-%d %H:%M}" if data.latest else "",
+        "backlog_now": scope.backlog_now,
+        "in_flight_now": scope.in_flight_now,
         "completed": scope.completed_total,
         "failed": scope.failed_total,
         "charts": [Markup(backlog), Markup(completed), Markup(failed)],
@@ -142,5 +147,7 @@ def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, obje
     }
 
 
-def _latest(values: tuple[int | None, ...]) -> int | None:
-    return next((v for v in reversed(values) if v is not None), None)
+def _refresh_ms(raw: str) -> int:
+    """How often trends.js re-fetches the section: a minute (snapshots are per minute), or as asked."""
+    seconds = int(raw) if raw.isdigit() else REFRESH_SECONDS
+    return max(1, min(seconds, 3600)) * 1000

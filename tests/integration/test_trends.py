@@ -183,13 +183,14 @@ def test_series_of_the_last_hour(rt, clock) -> None:  # type: ignore[no-untyped-
     calc = t.scope(CALC)
     assert calc is not None and calc.backlog[-11:] == (0,) * 5 + (None, None) + (0, 0, 0, 1)
     assert t.scope(WRITER).backlog[-1] == 10  # type: ignore[union-attr]
+    assert (t.overall.backlog_now, calc.backlog_now, t.scope(WRITER).backlog_now) == (11, 1, 10)  # type: ignore[union-attr]
     assert t.scope(("nope", "1")) is None and t.scope(trends.OVERALL) is t.overall
 
 
 def test_series_of_a_day_in_ten_minute_steps(rt, clock) -> None:  # type: ignore[no-untyped-def]
     client = add_client(rt)
     # 12:01 .. 12:20: one job completes each minute of 12:00-12:09 and two each minute from 12:10;
-    # the backlog peaks at 12:05 with 5 waiting.
+    # the backlog peaks at 12:05 with 5 waiting and at 12:15 with 3.
     for m in range(1, 21):
         for _ in range(1 if m <= 10 else 2):
             submit_job(rt, client)
@@ -200,15 +201,22 @@ def test_series_of_a_day_in_ten_minute_steps(rt, clock) -> None:  # type: ignore
         if m == 6:
             for _ in range(5):
                 finish(rt, claim(rt))
+        if m == 15:
+            for _ in range(3):
+                submit_job(rt, client)
+        if m == 16:
+            for _ in range(3):
+                finish(rt, claim(rt))
         to_minute(clock, m)
         record(rt)
     with rt.db.read_session() as s:
         t = trends.series(s, rt.now(), trends.DAY, step=timedelta(minutes=10))
     assert len(t.times) == 144 and t.times[-1] == datetime(2026, 1, 1, 12, 20, tzinfo=UTC)
-    assert t.overall.backlog[-2:] == (5, 0)  # the highest of each step
-    # Per minute, averaged over the step: 12:00-12:10 ten ends + five = 1.5/min; 12:10-12:20 two a minute.
-    assert t.overall.completed[-2:] == (1.5, 2.0)
-    assert t.overall.completed_total == 35
+    assert t.overall.backlog[-2:] == (5, 3)  # the highest of each step
+    assert (t.overall.backlog_now, t.overall.in_flight_now) == (0, 0)  # the newest minute's, not a step's
+    # Per minute, averaged over the step: 12:00-12:10 ten ends + five = 1.5/min; 12:10-12:20 twenty + three.
+    assert t.overall.completed[-2:] == (1.5, 2.3)
+    assert t.overall.completed_total == 38
     assert t.overall.backlog[:-2] == (None,) * 142
 
 
@@ -218,6 +226,7 @@ def test_series_before_any_snapshot(rt, clock) -> None:  # type: ignore[no-untyp
         assert trends.latest(s) is None
     assert t.minutes == 0 and t.latest is None and t.pairs == ()
     assert t.overall.backlog == (None,) * 60 and t.overall.completed_total == 0
+    assert t.overall.backlog_now is None
 
 
 def test_series_rejects_a_window_that_is_not_a_whole_number_of_steps(rt) -> None:  # type: ignore[no-untyped-def]

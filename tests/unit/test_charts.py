@@ -52,7 +52,7 @@ def test_one_point_per_recorded_value_with_a_tooltip_each() -> None:
     titles = [c.find("svg:title", NS).text for c in queued_points]  # type: ignore[union-attr]
     assert titles[0] == "12:01 UTC · queued: 0 jobs"
     assert titles[3] == "12:04 UTC · queued: 3 jobs"
-    assert root.find("svg:title", NS).text == "Backlog"  # type: ignore[union-attr]
+    assert root.find("svg:title", NS).text == "Backlog (jobs)"  # type: ignore[union-attr]
     # The points rise with the value: a larger value is drawn higher (smaller y).
     ys = [float(c.get("cy")) for c in queued_points]  # type: ignore[arg-type]
     assert ys[6] < ys[3] < ys[0]
@@ -110,9 +110,10 @@ def test_all_text_is_escaped() -> None:
     assert "<script" not in svg
     root = parse(svg)
     # The text survives, as text: the title, the legend, the unit and every tooltip carry it.
-    assert root.find("svg:title", NS).text == EVIL  # type: ignore[union-attr]
-    assert root.get("aria-label") == EVIL
+    assert root.find("svg:title", NS).text == f"{EVIL} ({EVIL})"  # type: ignore[union-attr]
+    assert root.get("aria-label") == f"{EVIL} ({EVIL})"
     assert EVIL in texts(root)
+    assert root.find("svg:text/svg:tspan", NS).text == f" · {EVIL}"  # type: ignore[union-attr]
     series = next(g for g in root.iterfind("svg:g[@class='series']", NS) if g.get("data-series") == EVIL)
     tips = [c.find("svg:title", NS).text for c in series.findall("svg:circle", NS)]  # type: ignore[union-attr]
     assert tips[2] == f"12:03 UTC · {EVIL}: 3 {EVIL}"

@@ -3,8 +3,9 @@
 // Choosing an application in the selector shows it at once (the form still works without this).
 (function () {
   "use strict";
-  var EVERY_MS = 60000;
-  if (!document.getElementById("trends") || !window.fetch || !window.DOMParser) { return; }
+  var section = document.getElementById("trends");
+  if (!section || !window.fetch || !window.DOMParser) { return; }
+  var every = parseInt(section.getAttribute("data-refresh-ms"), 10) || 60000;
   function wire() {
     var select = document.getElementById("trend-pair");
     if (select && select.form) {
@@ -23,8 +24,8 @@
         if (fresh && current) { current.replaceWith(document.importNode(fresh, true)); wire(); }
       })
       .catch(function () { /* the next tick tries again; the page's own status line shows outages */ })
-      .then(function () { window.setTimeout(tick, EVERY_MS); });
+      .then(function () { window.setTimeout(tick, every); });
   }
   wire();
-  window.setTimeout(tick, EVERY_MS);
+  window.setTimeout(tick, every);
 }());

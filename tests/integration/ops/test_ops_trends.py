@@ -52,7 +52,7 @@ def test_before_any_snapshot_every_chart_says_no_data_yet(ops_rt) -> None:  # ty
     client = create_app(ops_rt).test_client()
     sec, html = section(client)
     charts = charts_of(html)
-    assert [c.find("svg:title", NS).text for c in charts] == ["Backlog", "Completions", "Failures"]  # type: ignore[union-attr]
+    assert [c.find("svg:title", NS).text for c in charts] == ["Backlog (jobs)", "Completions (per min)", "Failures (per min)"]  # type: ignore[union-attr]
     for c in charts:
         assert c.find("svg:text[@class='no-data']", NS).text == "no data yet"  # type: ignore[union-attr]
     assert "No snapshot yet" in html

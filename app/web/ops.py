@@ -231,7 +231,7 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
         if ref:
             return redirect(url_for("ops.job", ref=ref))
         data = _snapshot(rt)
-        return render_template("ops/index.html", data=data, refresh_ms=_refresh_ms(), trends=trends.context(request.args))
+        return render_template("ops/index.html", data=data, refresh_ms=_refresh_ms(), trends=trends.for_page(request))
 
     @bp.get("/ops/data.json")
     def data_json():  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 `register(bp, rt)` adds `GET /ops/trends` (the section alone, which the page's trends.js re-fetches
 once a minute) to the ops blueprint, so it sits behind the same operator check and headers, and
-returns the `TrendsView` whose `context(args)` the /ops page renders the section with.
+returns the `TrendsView` whose `for_page(request)` the /ops page renders the section with.
 
 Query arguments: `trend=hour|day` (default hour), `pair=<application>|<version>` (default: all) and
 `trend_refresh=N` (trends.js re-fetches every N seconds instead of every 60).
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Request, render_template, request
 from markupsafe import Markup
 
 from app.runtime import Runtime
@@ -46,35 +46,49 @@ def pair_param(pair: trends.Pair) -> str:
 
 
 class TrendsView:
-    """Builds the section's template context; the rendered charts are kept until a new snapshot.
+    """Builds the section's template context, kept until the next snapshot.
 
-    /ops re-renders every few seconds while snapshots change once a minute, so the charts of each
-    (window, pair) are cached and keyed by the newest snapshot and the current minute.
+    Snapshots change once a minute while /ops is rendered every few seconds, so per window the
+    series and the per-pair rows (sparklines) are cached, and per (window, pair) the three charts,
+    all keyed by the current minute and the newest snapshot (one index probe per request).
     """
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._cache: dict[tuple[str, str], tuple[object, dict[str, object]]] = {}
+        self._series: dict[str, tuple[object, trends.Trends, list[dict[str, object]]]] = {}
+        self._charts: dict[tuple[str, str], tuple[object, dict[str, object]]] = {}
         self._lock = threading.Lock()
 
-    def context(self, args: Mapping[str, str]) -> dict[str, object]:
-        return {**self._charts(args), "refresh_ms": _refresh_ms(args.get("trend_refresh", ""))}
+    def for_page(self, req: Request) -> dict[str, object] | None:
+        """The section's context for /ops; None for the page's own background refresh (a fetch, by
+        its Fetch Metadata), which replaces only the live tables and would throw the charts away."""
+        if req.headers.get("Sec-Fetch-Dest") == "empty":
+            return None
+        return self.context(req.args)
 
-    def _charts(self, args: Mapping[str, str]) -> dict[str, object]:
+    def context(self, args: Mapping[str, str]) -> dict[str, object]:
+        return {**self._cached(args), "refresh_ms": _refresh_ms(args.get("trend_refresh", ""))}
+
+    def _cached(self, args: Mapping[str, str]) -> dict[str, object]:
         window = WINDOWS.get(args.get("trend", ""), WINDOWS[DEFAULT_WINDOW])
         wanted = args.get("pair", "")
         now = self.rt.now()
         with self.rt.db.read_session() as s:
             stamp = (trends.minute_of(now), trends.latest(s))
             with self._lock:
-                hit = self._cache.get((window.key, wanted))
-            if hit is not None and hit[0] == stamp:
-                return hit[1]
-            data = trends.series(s, now, window.span, step=window.step)
-        ctx = _context(data, window, wanted)
+                charts_hit = self._charts.get((window.key, wanted))
+                series_hit = self._series.get(window.key)
+            if charts_hit is not None and charts_hit[0] == stamp:
+                return charts_hit[1]
+            if series_hit is None or series_hit[0] != stamp:
+                data = trends.series(s, now, window.span, step=window.step)
+                series_hit = (stamp, data, _pair_rows(data))
+                with self._lock:
+                    self._series[window.key] = series_hit
+        ctx = _context(series_hit[1], series_hit[2], window, wanted)
         if ctx["selected"] == wanted:  # only pairs that exist are cached: the key is the caller's
             with self._lock:
-                self._cache[(window.key, wanted)] = (stamp, ctx)
+                self._charts[(window.key, wanted)] = (stamp, ctx)
         return ctx
 
 
@@ -88,7 +102,27 @@ def register(bp: Blueprint, rt: Runtime) -> TrendsView:
     return view
 
 
-def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, object]:
+def _pair_rows(data: trends.Trends) -> list[dict[str, object]]:
+    """One row per pair: its backlog now, totals over the window and a sparkline of each series."""
+    return [
+        {
+            "param": pair_param(p.pair),
+            "application": p.application,
+            "version": p.version,
+            "backlog_now": p.backlog_now,
+            "completed": p.completed_total,
+            "failed": p.failed_total,
+            "backlog": Markup(charts.sparkline(f"{p.label} backlog", p.backlog, color=charts.BLUE, unit="jobs")),
+            "completions": Markup(
+                charts.sparkline(f"{p.label} completions", p.completed, color=charts.GREEN, unit="per min")
+            ),
+            "failures": Markup(charts.sparkline(f"{p.label} failures", p.failed, color=charts.RED, unit="per min")),
+        }
+        for p in data.pairs
+    ]
+
+
+def _context(data: trends.Trends, rows: list[dict[str, object]], window: Window, wanted: str) -> dict[str, object]:
     by_param = {pair_param(s.pair): s for s in (data.overall, *data.pairs)}
     scope = by_param.get(wanted)
     missing = scope is None and wanted != ""
@@ -112,22 +146,6 @@ def _context(data: trends.Trends, window: Window, wanted: str) -> dict[str, obje
     failed = charts.line_chart(
         "Failures", times, [charts.Line("failed", scope.failed, charts.RED, area=True)], step=step, unit=per_min
     )
-    rows = [
-        {
-            "param": pair_param(p.pair),
-            "application": p.application,
-            "version": p.version,
-            "backlog_now": p.backlog_now,
-            "completed": p.completed_total,
-            "failed": p.failed_total,
-            "backlog": Markup(charts.sparkline(f"{p.label} backlog", p.backlog, color=charts.BLUE, unit="jobs")),
-            "completions": Markup(
-                charts.sparkline(f"{p.label} completions", p.completed, color=charts.GREEN, unit="per min")
-            ),
-            "failures": Markup(charts.sparkline(f"{p.label} failures", p.failed, color=charts.RED, unit="per min")),
-        }
-        for p in data.pairs
-    ]
     return {
         "window": window.key,
         "window_label": window.label,

@@ -134,3 +134,18 @@ def test_the_section_is_operator_only_and_escaped(ops_rt, clock) -> None:  # typ
     assert sec.get("data-pair") == f"{EVIL}|1<b>"  # selected; the attribute escaped, and read back intact
     assert next(sec.find_class("trend-pairs")[0].iter("a")).text == EVIL
     assert sec.get_element_by_id("trend-pair").value == f"{EVIL}|1<b>"
+
+
+def test_the_pages_own_background_refresh_skips_the_charts(ops_rt, clock) -> None:  # type: ignore[no-untyped-def]
+    # ops.js re-fetches /ops every few seconds and keeps only #live: the charts are not drawn for it.
+    client = create_app(ops_rt).test_client()
+    submit_job(ops_rt, add_client(ops_rt))
+    clock.advance(60)
+    record(ops_rt)
+    fetched = client.get("/ops", headers={**OPERATOR_HEADERS, "Sec-Fetch-Dest": "empty"}).get_data(as_text=True)
+    assert 'id="live"' in fetched and 'id="trends"' not in fetched and "<svg" not in fetched
+    navigated = client.get("/ops", headers={**OPERATOR_HEADERS, "Sec-Fetch-Dest": "document"}).get_data(as_text=True)
+    assert 'id="live"' in navigated and len(charts_of(navigated)) == 3
+    # trends.js's own fetch of the section is a fetch too, and gets it.
+    alone = client.get("/ops/trends", headers={**OPERATOR_HEADERS, "Sec-Fetch-Dest": "empty"}).get_data(as_text=True)
+    assert len(charts_of(alone)) == 3

@@ -195,7 +195,7 @@ def line_chart(
 
 def _legend(lines: Sequence[Line], right_x: int, y: int) -> list[str]:
     out = ['<g class="legend">']
-    x = right_x
+    x = float(right_x)
     for line in reversed(lines):
         text_w = 6.2 * len(line.name)
         x -= text_w

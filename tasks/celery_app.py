@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from app.config import Settings
@@ -73,10 +74,14 @@ def make_celery(settings: Settings) -> Celery:
             "purge-deleted": {"task": "convhub.purge_deleted", "schedule": timedelta(seconds=30)},
             "retention": {"task": "convhub.retention", "schedule": timedelta(hours=1)},
             "callbacks-due": {"task": "convhub.callbacks_due", "schedule": timedelta(seconds=30)},
+            "trends-snapshot": {"task": "convhub.snapshot", "schedule": crontab()},  # every minute, on the minute
+            "trends-prune": {"task": "convhub.snapshot_prune", "schedule": timedelta(hours=1)},
         },
     )
     app.conf.convhub_settings = settings
     jobs.register(app)
+    import tasks.trends  # noqa: F401 - registers convhub.snapshot and convhub.snapshot_prune (shared tasks)
+
     return app
 
 

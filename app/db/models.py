@@ -15,6 +15,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -135,6 +136,7 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     leased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # last COMPLETE/FAILED (trends)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     success_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     failure_url: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -166,6 +168,8 @@ class Job(Base):
         ),
         # Retention and purge of removed/ended jobs.
         Index("ix_jobs_state_updated", "state", "updated_at"),
+        # Trends: completions and failures per minute (app.services.trends).
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
 
@@ -225,3 +229,25 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TrendSnapshot(Base):
+    """One minute of the ops page's trends, recorded by beat (app.services.trends).
+
+    `at` is the minute boundary; `completed`/`failed` count the jobs that finished in the minute before
+    it, `backlog`/`in_flight` are the counts when it was recorded. One row per (application, version)
+    with anything to report, plus the overall row (application = version = "") written every minute.
+    """
+
+    __tablename__ = "trend_snapshots"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    application: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    backlog: Mapped[int] = mapped_column(Integer)
+    in_flight: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+
+    # Also the index of every read (a time range) and of pruning (everything before a time).
+    __table_args__ = (UniqueConstraint("at", "application", "version", name="uq_trend_snapshots_minute"),)

@@ -46,6 +46,8 @@ def _held(session: Session, now: datetime, guid: str, owner: str, token: str | N
 def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState, **values: object) -> None:
     require_transition(job.state, state)
     values["state"] = int(state)
+    if state.terminal:
+        values["finished_at"] = now  # completions/failures per minute (app.services.trends)
     res = session.execute(
         update(Job).where(*sql.lease_fence(job.id, job.lease_token, now)).values(**values).execution_options(synchronize_session=False)
     )

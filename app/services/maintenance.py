@@ -60,6 +60,7 @@ def reclaim_expired(
                 lease_owner=None,
                 updated_at=now,
                 failure_reason=f"lease expired (attempt {job.attempts} of {job.max_attempts})",
+                **({"finished_at": now} if new.terminal else {}),  # trends: failures per minute
             )
             .execution_options(synchronize_session=False)
         )

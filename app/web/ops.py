@@ -24,7 +24,7 @@ from app.domain.errors import NotFound
 from app.domain.states import IN_FLIGHT, JobState
 from app.services import admin, ops_views
 from app.services.runtime import Runtime
-from app.web import metrics_view
+from app.web import metrics_view, trends_view
 
 log = logging.getLogger("convhub.web.ops")
 http_log = logging.getLogger("convhub.http")
@@ -227,7 +227,7 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
         if ref:
             return redirect(url_for("ops.job", ref=ref))
         data = _snapshot(rt)
-        return render_template("ops/index.html", data=data, refresh_ms=_refresh_ms())
+        return render_template("ops/index.html", data=data, refresh_ms=_refresh_ms(), trends=trends.for_page(request))
 
     @bp.get("/ops/data.json")
     def data_json():  # type: ignore[no-untyped-def]
@@ -245,6 +245,7 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
             return render_template("ops/job.html", ref=ref, info=None), 404
         return render_template("ops/job.html", ref=ref, info=info)
 
+    trends = trends_view.register(bp, rt)  # /ops/trends and the section's context
     return bp
 
 

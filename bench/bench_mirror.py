@@ -117,9 +117,9 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/mirror.json")
     args = ap.parse_args()
 
+    from app.config import Settings
     from tasks.celery_app import make_celery
     from tasks.mirror import KombuMirror
-    from app.config import Settings
 
     name = f"convhub_bench_{uuid.uuid4().hex[:8]}"
     pg_admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")

@@ -69,7 +69,7 @@ def seed_queue(mirror, redis_url: str, ids: list[int]) -> None:  # type: ignore[
     mirror.declare([PAIR])
     mirror.publish(ids[0], *PAIR)
     key = r.keys("convert.*")[0]
-    template = json.loads(r.lpop(key))
+    template = json.loads(r.lpop(key))  # type: ignore[arg-type]
     body = json.loads(base64.b64decode(template["body"]))
     pipe = r.pipeline(transaction=False)
     for n, jid in enumerate(ids, 1):

@@ -18,6 +18,7 @@ from typing import TypeVar
 from celery import Celery
 from kombu import Queue
 
+from app.domain.errors import Unavailable
 from tasks.celery_app import CONVERT_TASK, pair_queue
 
 log = logging.getLogger("convhub.mirror")
@@ -96,7 +97,7 @@ return n
 """
 
 
-class BrokerDown(Exception):
+class BrokerDown(Unavailable):
     """The broker failed recently; mirror work is skipped until the back-off ends."""
 
 
@@ -317,7 +318,11 @@ class KombuMirror:
             for a, v in pairs:
                 self._bound(conn, a, v)
 
-    def rebuild(self, application: str, version: str, job_ids: list[int]) -> int:
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
+        """The Mirror port's rebuild (which returns nothing): see rebuild_verified."""
+        self.rebuild_verified(application, version, job_ids)
+
+    def rebuild_verified(self, application: str, version: str, job_ids: list[int]) -> int:
         """Purge the pair's queue and publish these jobs' messages, oldest first; then read the
         queue's length back and return it (what is verified, not what was sent). A short queue is
         declared again and rebuilt once more, then reported loudly."""

@@ -86,5 +86,5 @@ def test_a_rebuild_returns_the_length_it_read_back(rt):
     client = add_client(rt)
     ids = [submit_job(rt, client)[0] for _ in range(4)]
     lose_broker_data(rt)
-    assert rt.mirror.rebuild(*PAIR, ids) == 4
+    assert rt.mirror.rebuild_verified(*PAIR, ids) == 4
     assert rt.mirror.queue_length(*PAIR) == 4

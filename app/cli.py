@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from app.config import ConfigError, Settings, load_settings
@@ -296,44 +293,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("CONVHUB_PUBLIC_URL", f"http://{args.host}:{args.port}")
     me = [sys.executable, "-m", "app.cli"]
-    children = {
-        "web": subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port), "--workers", str(args.web_workers)], env=env),
-        "worker": subprocess.Popen(me + ["worker", "--pool", "threads", "--concurrency", "4"], env=env),
-        "beat": subprocess.Popen(me + ["beat"], env=env),
-    }
+    from app.supervisor import Child, Supervisor
+
+    children = [
+        Child("web", me + ["web", "--host", args.host, "--port", str(args.port), "--workers", str(args.web_workers)], env),
+        Child("worker", me + ["worker", "--pool", "threads", "--concurrency", "4"], env),
+        Child("beat", me + ["beat"], env),
+    ]
     base = f"http://{args.host}:{args.port}"
     print(f"convhub serving on {base}", flush=True)
     print(f"  factories (XML-RPC): {base}/xmlrpc", flush=True)
     print(f"  clients (SOAP):      {base}/cds-controller/contentService?wsdl", flush=True)
     print(f"  health:              {base}/healthz   metrics: {base}/metrics   ops: {base}/ops", flush=True)
     print(f"  database: {_redact(s.database_url)}   broker: {_redact(s.broker_url)}", flush=True)
-
-    stopping = {"sig": 0}
-
-    def stop(signum, _frame):  # type: ignore[no-untyped-def]
-        stopping["sig"] = signum
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    code = 0
-    while not stopping["sig"]:
-        for name, p in children.items():
-            if p.poll() is not None:
-                print(f"convhub: {name} exited with {p.returncode}; stopping", file=sys.stderr, flush=True)
-                stopping["sig"] = -1
-                code = 1
-                break
-        time.sleep(0.2)
-    for p in children.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for p in children.values():
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    # A crashed child is restarted with back-off; everything stops on SIGTERM/SIGINT, or on a crash loop.
+    code = Supervisor(children).run()
     print("convhub stopped", flush=True)
     return code
 

@@ -12,12 +12,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 from celery import Celery
 from kombu import Queue
 
+from app.domain.errors import Unavailable
 from tasks.celery_app import CONVERT_TASK, pair_queue
 
 log = logging.getLogger("convhub.mirror")
@@ -37,9 +38,10 @@ def message_job_id(body: object) -> int | None:
         return None
 
 
-# Redis and the SQL broker: how far from the head a claim looks for its job's message, in two
-# steps (8 first: most messages are near the head; every message read is about 1 KB).
-WINDOWS = (8, MAX_SKIP - 8)
+# Redis and the SQL broker: how many messages from the head a claim looks at for its job's message.
+# A message beyond it (or already taken by someone else) is left alone: it goes stale, and
+# reconciliation's trimming drops stale heads. So a claim never scans the queue.
+WINDOW = MAX_SKIP
 
 
 def envelope_job_id(raw: bytes | str) -> int | None:
@@ -52,32 +54,50 @@ def envelope_job_id(raw: bytes | str) -> int | None:
         return None
 
 
-def remove_in_place(
-    peek: Callable[[int, int], Sequence[tuple[object, bytes | str]]],
-    drop: Callable[[object], None],
-    job_id: int,
-    is_queued: Callable[[int], bool],
-) -> None:
-    """Take `job_id`'s message out of a queue that can be read without taking (peek(skip, n) gives
-    (handle, raw) pairs from the head) and cut anywhere (drop(handle)); stale messages met on the
-    way go too, live ones stay where they are."""
-    kept = 0  # live messages of other jobs at the head, left in place
-    for size in WINDOWS:
-        window = peek(kept, size)
-        for handle, raw in window:
-            jid = envelope_job_id(raw)
-            if jid == job_id:
-                drop(handle)
-                return
-            if jid is None or not is_queued(jid):
-                drop(handle)  # stale: its job was deleted or handed out already
-            else:
-                kept += 1
-        if len(window) < size:
-            return  # the whole queue was looked at
+def stale_ahead(ahead: list[int | None], is_queued: Callable[[int], bool]) -> list[int | None]:
+    """Of the messages met ahead of a claim's own (job ids, None for unreadable ones), those to
+    drop: unreadable, or their job is no longer QUEUED (deleted, or handed out already)."""
+    return [jid for jid in ahead if jid is None or not is_queued(jid)]
 
 
-class BrokerDown(Exception):
+# One atomic step on Redis (EVALSHA: one round trip): look at the WINDOW messages at the head (the
+# right end: kombu publishes with LPUSH and consumes with RPOP) for the job's message; take it out
+# there (LREM from the right stops at it, inside the window) and answer which jobs' messages are
+# ahead of it. Absent from the window: nothing is touched and nothing is scanned. The job id is
+# read from the envelope's `argsrepr` header (`[123]`; the body is base64), with no decoding.
+_REDIS_TAKE = """
+local msgs = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[2]), -1)
+local ahead = {}
+for i = #msgs, 1, -1 do
+  local raw = msgs[i]
+  local jid = string.match(raw, '"argsrepr":%s*"[%[%(](%d+)')
+  if jid == ARGV[1] then
+    redis.call('LREM', KEYS[1], -1, raw)
+    return {1, ahead}
+  end
+  ahead[#ahead + 1] = jid or ''
+end
+return {0, {}}
+"""
+
+# Drop the messages of these jobs (ARGV[2..]; '' = unreadable) found among the WINDOW head
+# messages: stale ones met ahead of a claim's own. Bounded like the take.
+_REDIS_DROP = """
+local msgs = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+local drop = {}
+for i = 2, #ARGV do drop[ARGV[i]] = true end
+local n = 0
+for i = #msgs, 1, -1 do
+  local raw = msgs[i]
+  if drop[string.match(raw, '"argsrepr":%s*"[%[%(](%d+)') or ''] then
+    n = n + redis.call('LREM', KEYS[1], -1, raw)
+  end
+end
+return n
+"""
+
+
+class BrokerDown(Unavailable):
     """The broker failed recently; mirror work is skipped until the back-off ends."""
 
 
@@ -93,6 +113,7 @@ class KombuMirror:
         self._down_until = 0.0
         self._declared: set[str] = set()
         self._lock = threading.Lock()
+        self._scripts: dict[str, object] = {}
 
     def _guard(self) -> None:
         if self._monotonic() < self._down_until:
@@ -185,22 +206,31 @@ class KombuMirror:
                 dropped += 1
         return dropped
 
-    @staticmethod
-    def _remove_redis(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
-        """Redis: LRANGE near the head, LREM by value. (kombu requeues at the tail on Redis, so the
-        get-and-requeue walk would send other jobs' messages to the back and leave this one behind.)
-        The head is the right end: kombu publishes with LPUSH and consumes with RPOP."""
+    def _script(self, client, name: str, src: str):  # type: ignore[no-untyped-def]
+        """A registered Lua script (EVALSHA; loaded again by redis-py after a broker restart)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = client.register_script(src)
+        return script
+
+    def _remove_redis(self, channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
+        """Redis: one script takes the message out where it is (kombu requeues at the tail on
+        Redis, so a get-and-requeue walk would reorder the queue). One round trip; a second only
+        when stale messages were met ahead of this one (dropped on the way, as before)."""
         client, key = channel.client, channel._q_for_pri(queue, 0)
-
-        def peek(skip: int, n: int) -> list[tuple[object, bytes]]:
-            return [(raw, raw) for raw in reversed(client.lrange(key, -(skip + n), -1 - skip))]
-
-        remove_in_place(peek, lambda raw: client.lrem(key, -1, raw), job_id, is_queued)
+        found, ahead = self._script(client, "take", _REDIS_TAKE)(keys=[key], args=[job_id, WINDOW], client=client)
+        if not found or not ahead:
+            return
+        stale = stale_ahead([int(j) if j else None for j in ahead], is_queued)
+        if stale:
+            args = [WINDOW] + ["" if j is None else j for j in stale]
+            self._script(client, "drop", _REDIS_DROP)(keys=[key], args=args, client=client)
 
     @staticmethod
     def _remove_sql(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
-        """kombu's SQL broker (the embedded default): read the visible rows from the head, delete by
-        id. (A requeue there inserts a new row at the tail.)"""
+        """kombu's SQL broker (the embedded default): read the WINDOW visible rows at the head,
+        delete this job's row and the stale ones ahead of it by id (a requeue there would insert a
+        new row at the tail). Two statements at most, whatever the queue's length."""
         from sqlalchemy import text
 
         model, session = channel.message_cls, channel.session
@@ -208,15 +238,22 @@ class KombuMirror:
         if session.bind.name == "sqlite":
             session.execute(text("BEGIN IMMEDIATE TRANSACTION"))  # as kombu's own get: no lock upgrade
         try:
-
-            def peek(skip: int, n: int) -> list[tuple[object, str]]:
-                q = session.query(model.id, model.payload).filter(model.queue_id == queue_id, model.visible.is_(True))
-                return [(i, raw) for i, raw in q.order_by(model.sent_at, model.id).offset(skip).limit(n)]
-
-            def drop(row_id: object) -> None:
-                session.query(model).filter(model.id == row_id).delete(synchronize_session=False)
-
-            remove_in_place(peek, drop, job_id, is_queued)
+            head = (
+                session.query(model.id, model.payload)
+                .filter(model.queue_id == queue_id, model.visible.is_(True))
+                .order_by(model.sent_at, model.id)
+                .limit(WINDOW)
+                .all()
+            )
+            ahead: list[tuple[object, int | None]] = []
+            for row_id, raw in head:
+                jid = envelope_job_id(raw)
+                if jid == job_id:
+                    stale = set(stale_ahead([j for _, j in ahead], is_queued))
+                    ids = [row_id] + [i for i, j in ahead if j in stale]
+                    session.query(model).filter(model.id.in_(ids)).delete(synchronize_session=False)
+                    break
+                ahead.append((row_id, jid))
             session.commit()
         except BaseException:
             session.rollback()
@@ -244,24 +281,64 @@ class KombuMirror:
                     return total
 
     def queue_length(self, application: str, version: str) -> int | None:
+        """Messages ready in the pair's queue. Declares the queue, its exchange and its binding
+        again on the broker first (not from memory): this is reconciliation's probe, and a broker
+        that lost its data (Redis FLUSHDB or a restart without persistence, a deleted RabbitMQ
+        queue) lost the routing too, while every process still remembers the queue as declared and
+        would publish into nothing."""
+
         def count() -> int:
             with self.app.pool.acquire(block=True, timeout=5) as conn:
-                q = pair_queue(application, version).bind(conn.default_channel)
-                return int(q.queue_declare().message_count)
+                return self._declare_and_count(conn, application, version)
 
         return self._call(count)
+
+    def _declare_and_count(self, conn, application: str, version: str) -> int:  # type: ignore[no-untyped-def]
+        q = self._declare_on_broker(conn, application, version)
+        with self._lock:
+            self._declared.add(q.name)
+        return int(q.queue_declare().message_count)
+
+    @staticmethod
+    def _declare_on_broker(conn, application: str, version: str) -> Queue:  # type: ignore[no-untyped-def]
+        """Declare the pair's exchange, queue and binding on the broker, whatever this process
+        remembers. RabbitMQ: a plain declare does it. Redis: kombu's virtual transport skips a
+        binding its in-memory state already has, so the binding's set entry (gone with a FLUSHDB)
+        is written again through the transport's own binder."""
+        q = pair_queue(application, version)
+        bound = q.bind(conn.default_channel)
+        bound.declare()
+        if conn.transport.driver_type == "redis":
+            channel, ex = conn.default_channel, q.exchange.name
+            channel._queue_bind(ex, *channel.typeof(ex).prepare_bind(q.name, ex, q.routing_key, None))
+        return bound
 
     def declare(self, pairs: list[tuple[str, str]]) -> None:
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             for a, v in pairs:
                 self._bound(conn, a, v)
 
-    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
-        with self.app.pool.acquire(block=True, timeout=5) as conn:
-            self._bound(conn, application, version).purge()
-        for jid in job_ids:
-            self.publish(jid, application, version)
-        log.info("mirror: rebuilt %s|%s with %d messages", application, version, len(job_ids))
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> int:
+        """Purge the pair's queue and publish these jobs' messages, oldest first; then read the
+        queue's length back and return it (what is verified, not what was sent). A short queue is
+        declared again and rebuilt once more, then reported loudly."""
+        have = 0
+        for attempt in (1, 2):
+            with self.app.pool.acquire(block=True, timeout=5) as conn:
+                self._declare_on_broker(conn, application, version).purge()
+            for jid in job_ids:
+                self.publish(jid, application, version)
+            with self.app.pool.acquire(block=True, timeout=5) as conn:
+                have = self._declare_and_count(conn, application, version)
+            # More than sent: jobs submitted meanwhile. Fewer: lost on the way (or claimed meanwhile).
+            if have >= len(job_ids) or attempt == 2:
+                break
+            log.warning("mirror: %s|%s holds %d of %d messages after a rebuild; rebuilding again", application, version, have, len(job_ids))
+        if have < len(job_ids):
+            log.warning("mirror: rebuilt %s|%s but it holds %d of %d messages (verified)", application, version, have, len(job_ids))
+        else:
+            log.info("mirror: rebuilt %s|%s: %d messages sent, %d in the queue (verified)", application, version, len(job_ids), have)
+        return have
 
     def ping(self) -> None:
         """Health check: always asks the broker (not the breaker), and resets the breaker on success."""

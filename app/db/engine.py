@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.domain.errors import Unavailable
+
+log = logging.getLogger("convhub.db")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -58,41 +64,122 @@ class Database:
         if not self.is_sqlite:
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._read = sessionmaker(self.engine.execution_options(**read_options), expire_on_commit=False)
+        self.outage = OutageLog()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction, committed on success, rolled back on error."""
-        with _translate_errors():
+        with self._translate_errors():
             with self._write() as s, s.begin():
                 yield s
+        self.outage.ok()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A read transaction (deferred on SQLite, so it never takes the write lock)."""
-        with _translate_errors():
+        with self._translate_errors():
             with self._read() as s, s.begin():
                 yield s
                 s.rollback()
+        self.outage.ok()
 
     def ping(self) -> None:
-        with self.engine.connect() as c:
-            c.execute(text("SELECT 1"))
+        with self._translate_errors():
+            with self.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+        self.outage.ok()
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """Connection refused, database locked past the busy timeout, server gone, pool exhausted:
+        Unavailable (retryable; the adapters answer fault 503 / status 599). The first such failure
+        of an outage is logged once here; the requests themselves log one line each, no traceback."""
+        try:
+            yield
+        except (OperationalError, PoolTimeout) as exc:
+            self.outage.failed(exc)
+            raise Unavailable("database unavailable") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                self.outage.failed(exc)
+                raise Unavailable("database unavailable") from exc
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-@contextmanager
-def _translate_errors() -> Iterator[None]:
-    try:
-        yield
-    except OperationalError as exc:
-        # Connection refused, database locked past the busy timeout, server gone: retryable.
-        raise Unavailable("database unavailable") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise Unavailable("database unavailable") from exc
-        raise
+class OutageLog:
+    """One WARNING when the database becomes unreachable and one INFO line when it answers again
+    (per process), instead of a traceback per failing request."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._now = monotonic
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._refused = 0
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._refused += 1
+            first = self._since is None
+            if first:
+                self._since = self._now()
+        if first:
+            log.warning("database unavailable (%s); answering 'unavailable' until it is back", describe_error(exc))
+
+    def ok(self) -> None:
+        if self._since is None:  # the usual case: no lock
+            return
+        with self._lock:
+            since, refused = self._since, self._refused
+            self._since, self._refused = None, 0
+        if since is not None:
+            log.info("database available again after %.1f s (%d operations refused meanwhile)", self._now() - since, refused)
+
+
+def describe_error(exc: BaseException) -> str:
+    """`ClassName: first line of the message` of an error (the driver's own when SQLAlchemy wraps one),
+    without the SQL or parameters SQLAlchemy appends."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    text_ = lines[0] if lines else ""
+    return f"{inner.__class__.__name__}: {text_[:200]}" if text_ else inner.__class__.__name__
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """True for the errors of an unreachable database (or broker): expected, retryable, not a bug.
+    Follows the chain of causes (`raise Unavailable(...) from exc`)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, Unavailable | OperationalError | PoolTimeout):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        # A broker's (kombu, py-amqp, redis-py) and the OS's "cannot connect" errors.
+        if isinstance(exc, ConnectionError) or exc.__class__.__name__ in ("OperationalError", "ConnectionError"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class OutageLogFilter(logging.Filter):
+    """A log record carrying an outage error keeps its message and gets the error's one-line summary
+    instead of a traceback: during an outage every failing request logs one line, not 30."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_outage(exc):
+            record.msg = f"{record.getMessage()}: {describe_error(exc)}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def after_commit(session: Session, fn: object) -> None:
@@ -108,10 +195,11 @@ def _run_after_commit(session: Session) -> None:
     for fn in pending:
         try:
             fn()  # type: ignore[operator]
-        except Exception:  # noqa: BLE001 - a failed publish is repaired by reconciliation
-            import logging
-
-            logging.getLogger("convhub.db").exception("after-commit hook failed")
+        except Exception as exc:  # noqa: BLE001 - a failed publish is repaired by reconciliation
+            if is_outage(exc):
+                log.warning("after-commit hook failed (%s); reconciliation repairs it", describe_error(exc))
+            else:
+                log.exception("after-commit hook failed")
 
 
 def _drop_after_commit(session: Session) -> None:

@@ -172,10 +172,10 @@ def reconcile(
             if counters.read(session, marker) == ids[0]:
                 continue  # this stall was rebuilt already
         ids = ids if ids is not None else queued_ids(session, pair)
-        mirror.rebuild(pair[0], pair[1], ids)
+        verified = mirror.rebuild(pair[0], pair[1], ids)
         if ids:
             counters.put(session, marker, ids[0])
-        repaired[f"{pair[0]}|{pair[1]}"] = len(ids) - have
+        repaired[f"{pair[0]}|{pair[1]}"] = verified - have  # what the queue holds now, not what was sent
     return repaired
 
 

@@ -26,8 +26,9 @@ class Mirror(Protocol):
         """Delete what the broker keeps of messages already taken (kombu's SQL broker); the count."""
         ...
 
-    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
-        """Purge the pair's queue and publish these jobs in order."""
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> int:
+        """Purge the pair's queue and publish these jobs in order; the queue's length read back
+        afterwards (what is verified, not what was sent)."""
         ...
 
     def ping(self) -> None: ...
@@ -57,8 +58,8 @@ class NullMirror:
     def sweep_consumed(self) -> int:
         return 0
 
-    def rebuild(self, application: str, version: str, job_ids: list[int]) -> None:
-        return None
+    def rebuild(self, application: str, version: str, job_ids: list[int]) -> int:
+        return 0
 
     def ping(self) -> None:
         return None

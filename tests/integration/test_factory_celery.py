@@ -26,6 +26,7 @@ from app.services.poll import poll
 from tasks import factory_worker
 from tasks.celery_app import make_celery, pair_queue
 from tests.conftest import (
+    REDIS_URL,
     WRITER,
     add_client,
     add_factory,
@@ -69,8 +70,9 @@ class FakeConverter(Converter):
         return spec.format, b"%PDF-1.4 converted " + spec.document
 
 
-# A Redis database of these tests' own: other suites flush db 15 (conftest.REDIS_URL) while they run.
-REDIS_PUSH_URL = "redis://127.0.0.1:6379/12"
+# The session's own Redis database (CONVHUB_TEST_REDIS_URL): test sessions running at the same time
+# each use their own, and the fixture below flushes it before and after each test.
+REDIS_PUSH_URL = REDIS_URL
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ add() {  # kind (clients|factories), name, args...: add unless it exists
 retry "database (schema upgrade)" convhub db upgrade
 
 if [ -n "${CONVHUB_INIT_CLIENT:-}" ]; then
-    add clients "$CONVHUB_INIT_CLIENT" --secret "${CONVHUB_INIT_CLIENT_SECRET:?set CONVHUB_INIT_CLIENT_SECRET}"
+    add clients "$CONVHUB_INIT_CLIENT" --secret="${CONVHUB_INIT_CLIENT_SECRET:?set CONVHUB_INIT_CLIENT_SECRET}"
 fi
 
 if [ -n "${FACTORY_NAME:-}" ] && [ -n "${CONVHUB_FACTORY_SECRET:-}" ]; then
@@ -62,6 +62,6 @@ from kombu import Connection
 with Connection(load_settings().broker_url, connect_timeout=3) as c:
     c.ensure_connection(max_retries=1)
 " >/dev/null
-    add factories "$FACTORY_NAME" --secret "$CONVHUB_FACTORY_SECRET" "$@"
+    add factories "$FACTORY_NAME" --secret="$CONVHUB_FACTORY_SECRET" "$@"
 fi
 echo "convhub-init: done"

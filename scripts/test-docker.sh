@@ -3,7 +3,7 @@
 #  1. podman, runc, debootstrap, poppler-utils (Debian), podman-compose (PyPI, .venv-compose/)
 #  2. the base image localhost/convhub-base:bookworm (debootstrap; cached)
 #  3. the images (podman build, layers cached): server, factory, postgres, rabbitmq, proxy
-#  4. `podman-compose up -d` of docker/compose.yaml under project $CONVHUB_STACK_PROJECT, with fresh
+#  4. `scripts/compose.sh up` (podman-compose) of docker/compose.yaml as project $CONVHUB_STACK_PROJECT, fresh
 #     random secrets and free loopback ports, then tests/docker (pytest) from the host through the
 #     published ports: init, every container's health check, /healthz on both web replicas through
 #     the proxy, an ODT over SOAP -> a 2-page PDF (pages 2-3) by the LibreOffice factory container,
@@ -18,7 +18,6 @@ cd "$ROOT"
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/docker/podman/containers.conf}
 PROJECT=${CONVHUB_STACK_PROJECT:-convhub-test}
 PY=${PY:-$ROOT/.venv/bin/python}
-COMPOSE_BIN=${CONVHUB_COMPOSE_VENV:-$ROOT/.venv-compose}/bin/podman-compose
 LIMIT=${CONVHUB_DOCKER_TIMEOUT:-3600}
 T0=$(date +%s)
 WORK=""
@@ -30,7 +29,11 @@ left() {  # seconds left of the whole budget, at most $1
     [ "$rest" -gt 0 ] || { echo "test-docker: out of time (CONVHUB_DOCKER_TIMEOUT=$LIMIT s)" >&2; exit 124; }
     [ "$rest" -lt "$1" ] && echo "$rest" || echo "$1"
 }
-compose() { "$COMPOSE_BIN" -p "$PROJECT" -f docker/compose.yaml --env-file "$WORK/env" "$@"; }
+compose() {  # seconds, scripts/compose.sh arguments...
+    local limit=$1
+    shift
+    timeout "$limit" env CONVHUB_ENV_FILE="$WORK/env" CONVHUB_PROJECT="$PROJECT" sh scripts/compose.sh "$@"
+}
 
 cleanup() {
     local rc=$?
@@ -46,8 +49,7 @@ cleanup() {
             done
         fi
         phase "tearing down (podman-compose down -v)"
-        timeout 300 "$COMPOSE_BIN" -p "$PROJECT" -f docker/compose.yaml --env-file "$WORK/env" down -v -t 10 \
-            >"$WORK/down.log" 2>&1 || { tail -n 20 "$WORK/down.log"; echo "test-docker: down failed" >&2; }
+        compose 300 down -v -t 10 >"$WORK/down.log" 2>&1 || { tail -n 20 "$WORK/down.log"; echo "test-docker: down failed" >&2; }
         # Whatever down left (it does not know containers of an interrupted `up`).
         for c in $(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
             podman rm -f -t 5 "$c" >/dev/null 2>&1 || true
@@ -97,14 +99,14 @@ HTTP_PORT=$HTTP_PORT
 FLOWER_PORT=$FLOWER_PORT
 EOF
 
-phase "4/5 podman-compose up -d (project $PROJECT; proxy on 127.0.0.1:$HTTP_PORT, Flower on 127.0.0.1:$FLOWER_PORT)"
+phase "4/5 scripts/compose.sh up (podman-compose; project $PROJECT; proxy on 127.0.0.1:$HTTP_PORT, Flower on 127.0.0.1:$FLOWER_PORT)"
 UP=1
-timeout 120 "$COMPOSE_BIN" -p "$PROJECT" -f docker/compose.yaml --env-file "$WORK/env" down -v -t 5 >/dev/null 2>&1 || true
-if ! timeout "$(left 600)" "$COMPOSE_BIN" -p "$PROJECT" -f docker/compose.yaml --env-file "$WORK/env" up -d --no-build \
-    >"$WORK/up.log" 2>&1; then
+compose 120 down -v -t 5 >/dev/null 2>&1 || true
+if ! compose "$(left 600)" up >"$WORK/up.log" 2>&1; then
     tail -n 60 "$WORK/up.log"
     exit 1
 fi
+grep '^compose:\|^convhub-init:\|added' "$WORK/up.log" || true
 phase "stack started; checks from the host:"
 set -a
 # shellcheck disable=SC1091

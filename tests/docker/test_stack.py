@@ -184,6 +184,7 @@ def test_healthz_through_the_proxy_reaches_both_web_replicas(up: str) -> None:
             info = json.loads(subprocess.run(["podman", "inspect", c["Names"][0]], capture_output=True, text=True,
                                              check=True, timeout=60).stdout)[0]
             web_ips |= {n["IPAddress"] for n in info["NetworkSettings"]["Networks"].values()}
+    assert len(web_ips) == 2, web_ips
 
     def upstreams() -> set[str] | None:
         log = subprocess.run(["podman", "logs", proxy], capture_output=True, text=True, timeout=60)

@@ -76,18 +76,20 @@ def test_the_init_script_runs_real_cli_commands() -> None:
     script = INIT.read_text()
     calls = re.findall(r"\bconvhub (db upgrade|\"\$kind\" add)", script)
     assert sorted(calls) == ['"$kind" add', "db upgrade"]
-    assert re.search(r"^    add clients \"\$CONVHUB_INIT_CLIENT\" --secret ", script, flags=re.M)
-    assert re.search(r"^    add factories \"\$FACTORY_NAME\" --secret \"\$CONVHUB_FACTORY_SECRET\" \"\$@\"$", script, flags=re.M)
+    assert re.search(r"^    add clients \"\$CONVHUB_INIT_CLIENT\" --secret=", script, flags=re.M)
+    assert re.search(r"^    add factories \"\$FACTORY_NAME\" --secret=\"\$CONVHUB_FACTORY_SECRET\" \"\$@\"$", script, flags=re.M)
     workers = re.search(r"CONVHUB_INIT_FACTORY_WORKERS:-([^}]+)\}", script).group(1).split(";")
     assert [w.split("|")[0] for w in workers] == ["LibreOffice Writer", "LibreOffice Calc", "LibreOffice Impress"]
     argv_sets = [
         ["db", "upgrade"],
-        ["clients", "add", "ci-client", "--secret", "s"],
-        ["factories", "add", "factory-1", "--secret", "s", *[a for w in workers for a in ("--worker", w)]],
+        # --secret=VALUE: a generated secret may start with "-" (argparse would take it for an option).
+        ["clients", "add", "ci-client", "--secret=-s"],
+        ["factories", "add", "factory-1", "--secret=-s", *[a for w in workers for a in ("--worker", w)]],
     ]
     for argv in argv_sets:
         args = parser.parse_args(argv)
         assert callable(getattr(args, "func", None)), argv
+        assert getattr(args, "secret", "-s") == "-s", argv
     for w in workers:
         spec = WorkerSpec.parse(w)
         assert (spec.application.startswith("LibreOffice"), spec.version) == (True, "7.4")
@@ -102,7 +104,7 @@ SERVER_PROCESSES = ("web", "worker", "beat", "flower")
 def test_topology(compose) -> None:  # type: ignore[no-untyped-def]
     services = compose["services"]
     assert {"web", "worker", "beat", "flower", "factory", "postgres", "rabbitmq", "init", "proxy"} <= set(services)
-    assert services["web"]["deploy"]["replicas"] == 2
+    assert services["web"]["deploy"] == {"mode": "replicated", "replicas": 2}
     assert services["beat"]["deploy"]["replicas"] == 1  # exactly one beat
     assert "--workers" in services["web"]["command"]
     assert "rabbitmq_management" in (ROOT / "docker" / "rabbitmq.Dockerfile").read_text()

@@ -10,7 +10,7 @@
 # docker compose (v2) honours the file's depends_on conditions: `docker compose up -d` does all this.
 #
 # Usage: scripts/compose.sh up             init first (migrate, register client + factory), then the rest
-#        scripts/compose.sh down [-v]      stop and remove the containers (-v: and the volumes)
+#        scripts/compose.sh down [-v]      stop and remove the containers (-v: and all their volumes)
 #        scripts/compose.sh ARGS...        any other podman-compose command (ps, logs SERVICE, ...)
 # Environment: CONVHUB_ENV_FILE (default docker/.env), CONVHUB_PROJECT (default convhub),
 #              CONVHUB_INIT_TIMEOUT (default 300 s).
@@ -46,6 +46,18 @@ case ${1:-} in
         podman logs "$init" 2>&1 | grep '^convhub-init:\|added\|at head' || true
         pc up -d --no-build --no-deps "$@" web worker beat flower proxy factory
         echo "compose: up (project $PROJECT); scripts/compose.sh ps | logs SERVICE | down"
+        ;;
+    down)
+        # With -v, also the images' anonymous VOLUMEs (e.g. /var/lib/convhub), which
+        # `podman-compose down -v` leaves behind: remove the containers with `rm -v` first.
+        case " $* " in
+            *" -v "* | *" --volumes "*)
+                ids=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")
+                # shellcheck disable=SC2086  # one id per word
+                [ -z "$ids" ] || podman rm -f -v -t 10 $ids >/dev/null
+                ;;
+        esac
+        pc "$@"
         ;;
     "")
         sed -n '2,/^set -eu/p' "$0" | sed '$d'

@@ -48,12 +48,8 @@ cleanup() {
                 timeout 30 podman logs --tail 40 "$c" 2>&1 || true
             done
         fi
-        phase "tearing down (podman-compose down -v)"
+        phase "tearing down (scripts/compose.sh down -v)"
         compose 300 down -v -t 10 >"$WORK/down.log" 2>&1 || { tail -n 20 "$WORK/down.log"; echo "test-docker: down failed" >&2; }
-        # Whatever down left (it does not know containers of an interrupted `up`).
-        for c in $(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" 2>/dev/null); do
-            podman rm -f -t 5 "$c" >/dev/null 2>&1 || true
-        done
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
     phase "$([ "$rc" = 0 ] && echo PASSED || echo "FAILED (exit $rc)") in $(($(date +%s) - T0)) s"

@@ -313,6 +313,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             local_factory.register(rt, local_factory.NAME, secret, workers)
         finally:
+            if rt.celery is not None:
+                rt.celery.pool.force_close_all()
             rt.close()
         argv = me + ["factory", "run", "--server", local_factory.server_url(args.host, args.port),
                      "--name", local_factory.NAME, "--concurrency", str(args.factory_concurrency)]

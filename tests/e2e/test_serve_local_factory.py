@@ -198,3 +198,23 @@ def test_factory_on_without_libreoffice_is_a_one_line_error(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--factory on: LibreOffice is not installed" in lines[0], out.stderr
     assert "convhub serving" not in out.stdout
+
+
+SERVE_DEPS = Path(__file__).resolve().parents[2] / "scripts" / "serve-deps.sh"
+
+
+def test_make_serve_setup_says_in_one_line_how_to_install_when_it_cannot(tmp_path):
+    # Not root (or not Debian) and no LibreOffice: one line on stdout, status 0 (serve still starts).
+    env = {"PATH": "/usr/bin:/bin", "CONVHUB_UNO_PYTHON": str(tmp_path / "no-python")}
+    argv = ["sh", str(SERVE_DEPS)]
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1 and "LibreOffice is not installed" in lines[0] and "install-libreoffice.sh" in lines[0]
+
+
+def test_make_serve_setup_is_quiet_when_libreoffice_is_installed(lo):
+    out = subprocess.run(["sh", str(SERVE_DEPS)], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")

@@ -285,7 +285,8 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """All-in-one for one machine: migrate, then web + Celery worker + beat as child processes."""
+    """All-in-one for one machine: migrate, then web + Celery worker + beat (+ the local factory,
+    see app/local_factory.py) as child processes."""
     s = _settings()
     from app import local_factory
     from app.db.migrate import upgrade
@@ -332,7 +333,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif args.factory == "off":
         print("  no local factory (--factory off); register factories with `convhub factories add`", flush=True)
     else:
-        print(f"  no local factory: {local_factory.missing_tools()}; {local_factory.INSTALL_HINT}", flush=True)
+        problem = local_factory.missing_tools() or "the reference factory found nothing to serve"
+        print(f"  no local factory: {problem}; {local_factory.INSTALL_HINT}", flush=True)
     # A crashed child is restarted with back-off; everything stops on SIGTERM/SIGINT, or on a crash loop.
     code = Supervisor(children).run()
     print("convhub stopped", flush=True)

@@ -63,8 +63,14 @@ def detect(mode: str) -> list[WorkerSpec] | None:
             raise LocalFactoryError(f"--factory on: {problem}; {INSTALL_HINT}")
         return None
     from app.factory.config import FactoryConfig, build_converter
+    from app.factory.errors import FactoryError
 
-    converter = build_converter(FactoryConfig(libreoffice="yes"))  # builds no process until start()
+    try:
+        converter = build_converter(FactoryConfig(libreoffice="yes"))  # builds no process until start()
+    except FactoryError as exc:
+        if mode == "on":
+            raise LocalFactoryError(f"--factory on: {exc}") from None
+        return None
     try:
         return converter.workers()
     finally:

@@ -190,7 +190,7 @@ def test_factory_off_runs_no_factory_child(tmp_path):
         assert srv.stop() == 0
 
 
-def test_factory_on_without_libreoffice_is_a_one_line_error(tmp_path):
+def test_without_libreoffice_on_is_a_one_line_error_and_auto_starts_without_a_factory(tmp_path):
     env = dict(_env(tmp_path / "var"), PATH=str(tmp_path / "empty-bin"))  # no soffice on the PATH
     out = subprocess.run(CONVHUB + ["serve", "--port", str(free_port()), "--factory", "on"], env=env,
                          capture_output=True, text=True, timeout=60)
@@ -198,6 +198,17 @@ def test_factory_on_without_libreoffice_is_a_one_line_error(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--factory on: LibreOffice is not installed" in lines[0], out.stderr
     assert "convhub serving" not in out.stdout
+
+    # auto: the server starts without a factory and its banner says why and how to install.
+    srv = Served(tmp_path / "var", tmp_path / "serve.log", env=dict(env, CONVHUB_E2E_MARKER=MARKER))
+    try:
+        srv.healthy()
+        wait_for(lambda: len(children(srv.proc.pid)) == 3, 30, "web, worker and beat")
+        assert child(srv.proc.pid, "app.cli factory") is None
+        log = srv.log()
+        assert "no local factory: LibreOffice is not installed" in log and "install-libreoffice.sh" in log
+    finally:
+        assert srv.stop() == 0
 
 
 SERVE_DEPS = Path(__file__).resolve().parents[2] / "scripts" / "serve-deps.sh"

@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## Run the service on this machine (embedded SQLite + SQLite broker; no other service needed).
+## Run the service on this machine (embedded SQLite + SQLite broker; no other service needed) with a
+## local LibreOffice factory: installed from Debian's packages when run as root on Debian/Ubuntu,
+## otherwise one line says how (and the server starts without a factory).
 serve: install
+	@sh scripts/serve-deps.sh
 	$(BIN)/convhub serve $(SERVE_ARGS)
 
 ## Everything the tests need that is not Python: LibreOffice, Chromium, RabbitMQ's management API.

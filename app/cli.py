@@ -285,10 +285,16 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """All-in-one for one machine: migrate, then web + Celery worker + beat as child processes."""
+    """All-in-one for one machine: migrate, then web + Celery worker + beat (+ the local factory,
+    see app/local_factory.py) as child processes."""
     s = _settings()
+    from app import local_factory
     from app.db.migrate import upgrade
 
+    try:
+        workers = local_factory.detect(args.factory)
+    except local_factory.LocalFactoryError as exc:
+        raise CliError(str(exc)) from None
     upgrade(s.database_url)
     env = dict(os.environ)
     env.setdefault("CONVHUB_PUBLIC_URL", f"http://{args.host}:{args.port}")
@@ -300,12 +306,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Child("worker", me + ["worker", "--pool", "threads", "--concurrency", "4"], env),
         Child("beat", me + ["beat"], env),
     ]
+    if workers:
+        # The reference factory as one more child: registered (idempotently) for what it serves,
+        # with a secret generated once into the data directory; passed by environment, not argv.
+        secret = local_factory.load_or_create_secret(s.data_dir)
+        rt = _runtime()
+        try:
+            local_factory.register(rt, local_factory.NAME, secret, workers)
+        finally:
+            if rt.celery is not None:
+                rt.celery.pool.force_close_all()
+            rt.close()
+        argv = me + ["factory", "run", "--server", local_factory.server_url(args.host, args.port),
+                     "--name", local_factory.NAME, "--concurrency", str(args.factory_concurrency)]
+        children.append(Child("factory", argv, dict(env, CONVHUB_FACTORY_SECRET=secret)))
     base = f"http://{args.host}:{args.port}"
     print(f"convhub serving on {base}", flush=True)
     print(f"  factories (XML-RPC): {base}/xmlrpc", flush=True)
     print(f"  clients (SOAP):      {base}/cds-controller/contentService?wsdl", flush=True)
     print(f"  health:              {base}/healthz   metrics: {base}/metrics   ops: {base}/ops", flush=True)
     print(f"  database: {_redact(s.database_url)}   broker: {_redact(s.broker_url)}", flush=True)
+    if workers:
+        print(f"  conversion targets (local factory {local_factory.NAME!r}):", flush=True)
+        for line in local_factory.describe(workers):
+            print(f"    {line}", flush=True)
+    elif args.factory == "off":
+        print("  no local factory (--factory off); register factories with `convhub factories add`", flush=True)
+    else:
+        problem = local_factory.missing_tools() or "the reference factory found nothing to serve"
+        print(f"  no local factory: {problem}; {local_factory.INSTALL_HINT}", flush=True)
     # A crashed child is restarted with back-off; everything stops on SIGTERM/SIGINT, or on a crash loop.
     code = Supervisor(children).run()
     print("convhub stopped", flush=True)
@@ -323,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--web-workers", type=int, default=2)
+    sp.add_argument(
+        "--factory", choices=["auto", "on", "off"], default="auto",
+        help="run the reference factory as one more child (auto: when LibreOffice is installed)",
+    )
+    sp.add_argument("--factory-concurrency", type=int, default=1, help="the local factory's conversion slots")
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("web", help="the web server (gunicorn)")

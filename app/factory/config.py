@@ -20,6 +20,12 @@ startup_timeout = 60
 application_prefix = LibreOffice
 ; version = 7.4           ; default: major.minor of `soffice --version`
 
+[abiword]                 ; the built-in AbiWord backend (odt -> pdf with page ranges, png, odf)
+enabled = auto            ; auto: when `abiword` is installed and no [command:...] section is configured
+
+[gnumeric]                ; the built-in Gnumeric backend (ods, by ssconvert), same rules as [abiword]
+enabled = auto
+
 [command:abiword]         ; any number of generic command workers, see converters.CommandConverter
 application = AbiWord
 version_command = abiword --version
@@ -46,6 +52,8 @@ from .converters import (
     CompositeConverter,
     Converter,
     LibreOfficeConverter,
+    abiword_converter,
+    gnumeric_converter,
     libreoffice_version,
     uno_available,
 )
@@ -79,6 +87,8 @@ class FactoryConfig:
     startup_timeout: float = 60.0
     application_prefix: str = "LibreOffice"
     libreoffice_version: str | None = None
+    abiword: str = "auto"  # auto | yes | no
+    gnumeric: str = "auto"  # auto | yes | no
     commands: list[CommandSection] = field(default_factory=list)
 
     def validate(self, *, need_server: bool = True) -> None:
@@ -94,6 +104,9 @@ class FactoryConfig:
             raise ConfigError("restart_every must be 0 (never) or more")
         if self.libreoffice not in ("auto", "yes", "no"):
             raise ConfigError("[libreoffice] enabled must be auto, yes or no")
+        for section in ("abiword", "gnumeric"):
+            if getattr(self, section) not in ("auto", "yes", "no"):
+                raise ConfigError(f"[{section}] enabled must be auto, yes or no")
 
 
 def _bool_word(value: str) -> str:
@@ -127,7 +140,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FactoryConfig:
 
 
 def _apply(cfg: FactoryConfig, parser: configparser.ConfigParser, path: Path) -> None:
-    known = {"factory", "libreoffice"}
+    known = {"factory", "libreoffice", "abiword", "gnumeric"}
     for section in parser.sections():
         if section not in known and not section.startswith("command:"):
             raise ValueError(f"unknown section [{section}]")
@@ -159,6 +172,12 @@ def _apply(cfg: FactoryConfig, parser: configparser.ConfigParser, path: Path) ->
         cfg.startup_timeout = lo.getfloat("startup_timeout", cfg.startup_timeout)
         cfg.application_prefix = lo.get("application_prefix", cfg.application_prefix)
         cfg.libreoffice_version = lo.get("version", cfg.libreoffice_version)
+    for builtin in ("abiword", "gnumeric"):
+        if parser.has_section(builtin):
+            unknown = sorted(set(parser[builtin]) - {"enabled"})
+            if unknown:
+                raise ValueError(f"[{builtin}] unknown option(s): {', '.join(unknown)}")
+            setattr(cfg, builtin, _bool_word(parser[builtin].get("enabled", "auto")))
     for section in parser.sections():
         if section.startswith("command:"):
             name = section.split(":", 1)[1].strip()
@@ -264,6 +283,16 @@ def build_converter(cfg: FactoryConfig) -> CompositeConverter:
             )
         elif cfg.libreoffice == "yes":
             raise ConfigError(problem + "; run scripts/install-libreoffice.sh")
+    for name, make, tool in (("abiword", abiword_converter, "abiword"), ("gnumeric", gnumeric_converter, "ssconvert")):
+        wanted = getattr(cfg, name)
+        # auto: a configuration that lists its own [command:...] workers is taken as complete.
+        if wanted == "no" or (wanted == "auto" and cfg.commands):
+            continue
+        backend = make(timeout=cfg.timeout, png_dpi=cfg.png_dpi, workdir=cfg.workdir)
+        if backend is not None:
+            backends.append(backend)
+        elif wanted == "yes":
+            raise ConfigError(f"[{name}] enabled = yes but {tool} is not installed (apt-get install {name})")
     for section in cfg.commands:
         backends.append(command_converter(section, cfg))
     if not backends:

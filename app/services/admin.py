@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import ClientApplication, Content, Factory, FactoryWorker, Job, Result
 from app.db.removal import remove_contents, remove_jobs
-from app.domain.credentials import hash_secret
+from app.domain.credentials import hash_secret, verify_secret
 from app.domain.errors import BadArgument, NotFound
 from app.domain.matching import WorkerSpec
 from app.domain.states import DELETED, IN_FLIGHT, JobState
@@ -71,6 +71,28 @@ def add_factory(session: Session, now: datetime, name: str, secret: str, workers
     session.add(row)
     session.flush()
     return row
+
+
+def ensure_factory(session: Session, now: datetime, name: str, secret: str, workers: list[WorkerSpec]) -> bool:
+    """Register a factory or bring an existing one up to date (secret and worker list), idempotently;
+    its disabled flag is left as the operator set it. True when anything changed."""
+    row = session.scalar(select(Factory).where(Factory.name == name.strip()).options(selectinload(Factory.workers)))
+    if row is None:
+        add_factory(session, now, name, secret, workers)
+        return True
+    changed = False
+    if not verify_secret(secret, row.secret_hash):
+        row.secret_hash = hash_secret(secret)
+        changed = True
+    wanted = sorted((w.application, w.version, ",".join(sorted(w.doctypes)), ",".join(sorted(w.formats))) for w in workers)
+    have = sorted((w.application, w.version, w.doctypes, w.formats) for w in row.workers)
+    if wanted != have:
+        if not workers:
+            raise BadArgument("a factory needs at least one worker")
+        row.workers = [FactoryWorker(application=a, version=v, doctypes=d, formats=f) for a, v, d, f in wanted]
+        changed = True
+    session.flush()
+    return changed
 
 
 def factory_by_name(session: Session, name: str) -> Factory:

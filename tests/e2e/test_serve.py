@@ -58,7 +58,7 @@ def served(tmp_path):  # type: ignore[no-untyped-def]
     env = _env(tmp_path / "var")
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(CONVHUB + ["serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(CONVHUB + ["serve", "--port", str(port), "--factory", "off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(base + "/healthz")[0] == 200, 60, "healthz")

@@ -42,7 +42,7 @@ def served(tmp_path):  # type: ignore[no-untyped-def]
     port = free_port()
     log_path = tmp_path / "serve.log"
     log = log_path.open("w")
-    proc = subprocess.Popen(CONVHUB + ["serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(CONVHUB + ["serve", "--port", str(port), "--factory", "off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(base + "/healthz")[0] == 200, 60, "healthz")

@@ -11,6 +11,7 @@ Independent of the poll loop, so a push-style (Celery) factory calls the same ob
 | ``base.py`` | the ``Converter`` interface; ``WorkerSpec``, ``DOCTYPES``, ``FORMATS`` from app.domain |
 | ``job.py`` | a poll struct read and checked (``parse_job``, page range, document bytes, ``check_odf``) |
 | ``libreoffice.py`` | ``LibreOfficeConverter`` over warm soffice instances; ``libreoffice_version`` |
+| ``desktop.py`` | AbiWord and Gnumeric (``abiword_converter``, ``gnumeric_converter``); ``major_minor`` |
 | ``command.py`` | ``run_command`` and the generic ``CommandConverter`` |
 | ``composite.py`` | ``CompositeConverter``: routes by (application, version) |
 """
@@ -27,8 +28,15 @@ from .base import (
 )
 from .command import CommandConverter, run_command
 from .composite import CompositeConverter
+from .desktop import DesktopConverter, abiword_converter, gnumeric_converter, major_minor, tool_version
 from .job import ODF_MIMETYPES, Job, check_odf, parse_job
-from .libreoffice import DEFAULT_PNG_DPI, LibreOfficeConverter, libreoffice_version, uno_available
+from .libreoffice import (
+    DEFAULT_PNG_DPI,
+    LibreOfficeConverter,
+    libreoffice_version,
+    parse_libreoffice_version,
+    uno_available,
+)
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -40,13 +48,19 @@ __all__ = [
     "CommandConverter",
     "CompositeConverter",
     "Converter",
+    "DesktopConverter",
     "Job",
     "LibreOfficeConverter",
     "WorkerSpec",
+    "abiword_converter",
     "check_odf",
+    "gnumeric_converter",
     "libreoffice_version",
+    "major_minor",
     "parse_job",
+    "parse_libreoffice_version",
     "run_command",
+    "tool_version",
     "uno_available",
     "worker_dict",
     "worker_spec",

@@ -39,7 +39,13 @@ def libreoffice_version(soffice: str = "soffice", timeout: float = 30.0) -> str 
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    m = re.search(r"LibreOffice\s+(\d+)\.(\d+)", out)
+    return parse_libreoffice_version(out)
+
+
+def parse_libreoffice_version(text: str) -> str | None:
+    """major.minor from ``soffice --version`` output: "LibreOffice 7.4.7.2 40(Build:2)" -> "7.4"
+    (also "LibreOffice 24.2.0.3 ..." -> "24.2"); None when the text names no LibreOffice version."""
+    m = re.search(r"LibreOffice\s+(\d+)\.(\d+)", text)
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 

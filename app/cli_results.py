@@ -170,7 +170,7 @@ def require_complete(st: JobStatus) -> None:
 
 def safe_name(filename: str, fallback: str) -> str:
     """The last component of a server-given file name; `fallback` when nothing usable is left."""
-    name = Path(filename.replace("\\", "/")).name.strip()
+    name = "".join(c for c in filename if c >= " ").replace("\\", "/").rsplit("/", 1)[-1].strip()
     return fallback if name in ("", ".", "..") or name.startswith(".") else name
 
 

@@ -151,6 +151,7 @@ class LocalBackend:
 
     def fetch_result(self, job: str, sink: BinaryIO, progress: Progress | None = None) -> ResultInfo:
         from app.db.blobs import iter_blob
+        from app.db.models import Blob
         from app.services import admin, jobs
 
         with self.rt.db.read_session() as s:
@@ -158,12 +159,13 @@ class LocalBackend:
             owner = admin.client_by_name(s, str(info["client"]))
             result = jobs.result_of(s, owner.id, int(info["jobId"]))  # type: ignore[call-overload]
             fmt, filename, blob_id = result.format, result.filename, result.blob_id
+            size = s.get(Blob, blob_id).size  # type: ignore[union-attr]
             done = 0
             for chunk in iter_blob(s, blob_id):
                 sink.write(chunk)
                 done += len(chunk)
                 if progress:
-                    progress(done, None)
+                    progress(done, size)
         return ResultInfo(fmt, filename, done)
 
 

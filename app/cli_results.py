@@ -182,7 +182,7 @@ def _spool(directory: Path) -> Iterator[IO[bytes]]:
         yield fh
     except BaseException:
         fh.close()
-        os.unlink(fh.name)
+        Path(fh.name).unlink(missing_ok=True)
         raise
 
 
@@ -196,10 +196,16 @@ def fetch_to(
     never_overwrite: Path | None = None,
 ) -> tuple[Path | None, ResultInfo]:
     """Fetch the job's result into `output` ('-': stdout; None: `name_for(result)` in the current
-    directory). Returns the file written (None for stdout) and the result's description."""
-    target_dir = Path.cwd() if output in (None, "-") else Path(output).parent  # type: ignore[arg-type]
+    directory; an existing directory: that name in it). Returns the file written (None for stdout)
+    and the result's description."""
+    path = Path(output) if output not in (None, "-") else None  # type: ignore[arg-type]
+    into_dir = path is not None and path.is_dir()
     if output == "-":
         target_dir = Path(tempfile.gettempdir())
+    elif path is None or into_dir:
+        target_dir = path or Path.cwd()
+    else:
+        target_dir = path.parent
     if not target_dir.is_dir():
         raise CommandFailed(f"{target_dir}: no such directory", 2)
     with _spool(target_dir) as fh:
@@ -214,7 +220,7 @@ def fetch_to(
             finally:
                 os.unlink(fh.name)
             return None, info
-        final = Path(output) if output is not None else target_dir / name_for(info)
+        final = path if path is not None and not into_dir else target_dir / name_for(info)
         if never_overwrite is not None and final.exists() and final.resolve() == never_overwrite.resolve():
             raise CommandFailed(f"{final} is the input document; give another name with -o", 2)
         mask = os.umask(0)

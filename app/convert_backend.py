@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from app.config import Settings
 from app.convert_client import ClientError, ContentServiceClient, JobStatus, Progress, ResultInfo
@@ -36,7 +36,7 @@ class Backend(Protocol):
 
     def status(self, job: str) -> JobStatus: ...
 
-    def fetch_result(self, job: str, sink: BinaryIO, progress: Progress | None = None) -> ResultInfo: ...
+    def fetch_result(self, job: str, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo: ...
 
     def close(self) -> None: ...
 
@@ -104,7 +104,7 @@ class LocalBackend:
 
         size = path.stat().st_size
 
-        def parts(fh: BinaryIO) -> Iterator[bytes]:
+        def parts(fh: IO[bytes]) -> Iterator[bytes]:
             done = 0
             while data := fh.read(READ_BYTES):
                 done += len(data)
@@ -149,7 +149,7 @@ class LocalBackend:
             failure_reason=str(info["failureReason"]) if info["failureReason"] else None,
         )
 
-    def fetch_result(self, job: str, sink: BinaryIO, progress: Progress | None = None) -> ResultInfo:
+    def fetch_result(self, job: str, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo:
         from app.db.blobs import iter_blob
         from app.db.models import Blob
         from app.services import admin, jobs
@@ -191,7 +191,7 @@ class RemoteBackend:
     def status(self, job: str) -> JobStatus:
         return self.soap.status(_job_id(job))
 
-    def fetch_result(self, job: str, sink: BinaryIO, progress: Progress | None = None) -> ResultInfo:
+    def fetch_result(self, job: str, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo:
         return self.soap.result(_job_id(job), sink, progress)
 
 

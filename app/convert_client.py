@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
@@ -192,7 +192,7 @@ class ContentServiceClient:
             failure_reason=f.get("failureReason") or None,
         )
 
-    def result(self, job_id: int, sink: BinaryIO, progress: Progress | None = None) -> ResultInfo:
+    def result(self, job_id: int, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo:
         """getContentConvertResult, decoded into `sink` part by part as the answer arrives.
 
         On any error the sink may hold part of the document: the caller writes to a temporary file."""

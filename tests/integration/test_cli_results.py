@@ -275,6 +275,10 @@ def test_local_jobs_submit_wait_writes_or_reports_failure(local, tmp_path):
     assert done.returncode == 0 and done.stdout == b"%PDF two pages", done.stderr
     done = run(["jobs", "result", str(claimed.id)], tmp_path, env)
     assert done.returncode == 0 and (tmp_path / "memo.pdf").read_bytes() == b"%PDF two pages"
+    (tmp_path / "results").mkdir()
+    done = run(["jobs", "result", str(claimed.id), "-o", "results"], tmp_path, env)
+    assert done.returncode == 0 and (tmp_path / "results" / "memo.pdf").read_bytes() == b"%PDF two pages"
+    assert oct((tmp_path / "results" / "memo.pdf").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
 
     # --wait without -o reports the end; -o - keeps stdout for the document alone.
     proc = start([*submit, "--wait"], tmp_path, dict(env, CONVHUB_MAX_ATTEMPTS="1"))
@@ -303,6 +307,12 @@ def test_local_result_of_an_unfinished_job_and_the_timeout(local, tmp_path):
     assert done.returncode == 3 and "gave up waiting after 0 s" in done.stderr.decode()
     done = run(["jobs", "result", "999999"], tmp_path, env)
     assert done.returncode == 1 and done.stderr.decode().strip() == "convhub: no job '999999'"
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_pty(fd: int, buf: bytearray) -> str:

@@ -131,31 +131,24 @@ def wait_for_end(
 ) -> JobStatus:
     """Poll the job's status until it is COMPLETE or FAILED, showing state, attempt and elapsed time."""
     start = clock()
+    delay = 0.2
     try:
-        return _poll_until_end(backend, job, line, timeout, clock, sleep, start)
+        while True:
+            st = backend.status(job)
+            elapsed = clock() - start
+            if st.state in (JobState.COMPLETE, JobState.FAILED):
+                line.clear()
+                return st
+            if timeout is not None and elapsed >= timeout:
+                line.clear()
+                raise CommandFailed(f"gave up waiting after {timeout:g} s: {describe(st)}", TIMED_OUT)
+            line.show(f"{describe(st)}  {_elapsed(elapsed)}")
+            sleep(delay)
+            delay = min(delay * 1.5, 2.0)  # quick for a fast conversion, gentle on the server after
     except KeyboardInterrupt:
         line.clear()
         print(f"convhub: stopped waiting; the job goes on (later: `convhub jobs result {job} --wait`)", file=sys.stderr)
         raise
-
-
-def _poll_until_end(
-    backend: Backend, job: str, line: StatusLine, timeout: float | None, clock: Callable[[], float],
-    sleep: Callable[[float], None], start: float,
-) -> JobStatus:
-    delay = 0.2
-    while True:
-        st = backend.status(job)
-        elapsed = clock() - start
-        if st.state in (JobState.COMPLETE, JobState.FAILED):
-            line.clear()
-            return st
-        if timeout is not None and elapsed >= timeout:
-            line.clear()
-            raise CommandFailed(f"gave up waiting after {timeout:g} s: {describe(st)}", TIMED_OUT)
-        line.show(f"{describe(st)}  {_elapsed(elapsed)}")
-        sleep(delay)
-        delay = min(delay * 1.5, 2.0)  # quick for a fast conversion, gentle on the server after
 
 
 def require_complete(st: JobStatus) -> None:

@@ -44,10 +44,26 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():  # type: ignore[no-untyped-def]
+    """A waiting CLI of a failed test is killed, not left waiting for a job that never ends."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start(args: list[str], cwd: Path, env: dict[str, str], **kw: object) -> subprocess.Popen:
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(CONVHUB + args, cwd=cwd, env=env, **kw)  # type: ignore[call-overload]
+    proc = subprocess.Popen(CONVHUB + args, cwd=cwd, env=env, **kw)  # type: ignore[call-overload]
+    STARTED.append(proc)
+    return proc
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from app import cli_results
 from app.config import ConfigError, Settings, load_settings
 
 
@@ -192,8 +193,7 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         job_id, guid = job.id, job.guid
     from app.domain.matching import queue_name
 
-    print(f"job {job_id} ({guid}) QUEUED on {queue_name(args.application, args.version)}")
-    return 0
+    return cli_results.after_submit(args, job_id, guid, queue_name(args.application, args.version))
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", default="")
     sp.add_argument("--pages", default=None, help="N, N-M or N- (default: all)")
     sp.set_defaults(func=cmd_jobs_submit)
+    cli_results.add_wait_options(sp)
     sp = jb.add_parser("list")
     sp.add_argument("--state", type=int, choices=[0, 1, 2, 3, 4])
     sp.add_argument("--client")
@@ -429,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = jb.add_parser("requeue")
     sp.add_argument("job", help="jobId or GUID")
     sp.set_defaults(func=cmd_jobs_requeue)
+    cli_results.add_subcommands(sub, jb)
 
     add_factory_commands(sub)
     return p

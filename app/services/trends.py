@@ -42,7 +42,7 @@ def minute_of(now: datetime) -> datetime:
 
 # ---------------------------------------------------------------- record (beat, every minute)
 
-# Literal state predicates, as in app.services.jobs: they match the partial and state indexes.
+# Literal state predicates, as in app.services.statements: they match the partial and state indexes.
 _LIVE = Job.state.in_([literal_column("0"), literal_column("1"), literal_column("2")])
 # A finished job that has since left COMPLETE/FAILED (deleted, or requeued by the operator) is told
 # apart by its failure reason: finish() clears it, every way to FAILED sets it.

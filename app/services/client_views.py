@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Blob, Job, RangeDelete, Result
 from app.domain.errors import BadArgument, BadJobState, NotFound, NotOwner
 from app.domain.states import DELETED, WIRE_STATES, JobState
-from app.services import result_cache
+from app.services import counters, result_cache
 from app.services import statements as sql
 from app.services.ports import Mirror
 
@@ -136,6 +136,7 @@ def cancel_one(session: Session, now: datetime, client_id: int, job_id: int, *, 
     state = JobState(job.state)
     if state == JobState.QUEUED:
         delete_one(session, now, client_id, job_id, mirror=mirror)
+        counters.bump(session, counters.CANCELLED)
         return CANCELLED
     if state.terminal:
         raise BadJobState(f"jobId {job_id} has ended (state {job.state}) and cannot be cancelled")
@@ -147,7 +148,17 @@ def cancel_one(session: Session, now: datetime, client_id: int, job_id: int, *, 
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise BadJobState(f"jobId {job_id} changed state while being cancelled; try again")
+    if not job.cancel_requested:
+        counters.bump(session, counters.CANCELLED)
     return CANCEL_REQUESTED
+
+
+def cancel_any(session: Session, now: datetime, job_id: int, *, mirror: Mirror | None = None) -> str:
+    """Operator (`convhub jobs cancel`): cancel any client's job, as its client would."""
+    client_id = session.scalar(select(Job.client_id).where(Job.id == job_id, sql.IS_VISIBLE))
+    if client_id is None:
+        raise NotFound(f"unknown job {job_id}")
+    return cancel_one(session, now, client_id, job_id, mirror=mirror)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from app.services.ports import Notifier
 log = logging.getLogger("convhub.quarantine")
 
 QUARANTINE_FACTORIES = 2  # distinct factories
-QUARANTINED_TOTAL = "quarantined_total"
 
 
 def hash_of_job(session: Session, job_id: int) -> str | None:
@@ -71,7 +70,7 @@ def quarantine(session: Session, now: datetime, notifier: Notifier, sha256: str,
     else:
         row.reason, row.factories, row.since, row.released_at = reason, ",".join(factories), now, None
     session.flush()
-    counters.bump(session, QUARANTINED_TOTAL, 1)
+    counters.bump(session, counters.QUARANTINED, 1)
     n = fail_queued(session, now, notifier, sha256, reason)
     log.warning("content %s quarantined (%s); %d queued jobs failed", sha256, reason, n)
     return n

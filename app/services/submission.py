@@ -19,7 +19,7 @@ from app.db.models import Content, Job
 from app.domain.errors import BadArgument, NotFound, NotOwner, NotServed
 from app.domain.matching import DOCTYPES, FORMATS, WorkerSpec, doctype_of, matching_workers, validate_pages
 from app.domain.states import JobState
-from app.services import admin, callbacks, quarantine, result_cache
+from app.services import admin, callbacks, counters, quarantine, result_cache
 from app.services.documents import check_size, store_checked
 from app.services.ports import Mirror, Notifier
 
@@ -149,6 +149,9 @@ def submit(
         _publish(session, mirror, job)
     elif hit.complete:
         result_cache.complete_from_cache(session, now, notifier, job, hit, content.filename)
+        counters.bump(session, counters.CACHE_HITS)
+    else:
+        counters.bump(session, counters.CACHE_FOLLOWS)
     return job
 
 

@@ -86,14 +86,15 @@ def lookup(session: Session, key: str, client_id: int, *, across_clients: bool =
 
 def _complete(session: Session, key: str, scope: tuple[Any, ...]) -> Hit | None:
     done = session.execute(
-        select(Job.id, Result.blob_id, Result.format)
+        select(Job.id, Job.cached_from, Result.blob_id, Result.format)
         .join(Result, Result.job_id == Job.id)
         .where(Job.cache_key == key, *scope, Job.state == int(JobState.COMPLETE))
         .order_by(Job.id.desc())
         .limit(1)
     ).first()
-    if done is not None and _hold_blob(session, int(done[1])):
-        return Hit(int(done[0]), True, int(done[1]), str(done[2]))
+    if done is not None and _hold_blob(session, int(done[2])):
+        # cachedFrom names the job that was converted, also when the hit is itself a cached one.
+        return Hit(int(done[1] or done[0]), True, int(done[2]), str(done[3]))
     return None
 
 

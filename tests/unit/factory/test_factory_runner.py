@@ -10,7 +10,7 @@ import pytest
 
 from app.factory.backoff import Backoff
 from app.factory.converters import Converter, WorkerSpec
-from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
+from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout, DocumentRejected
 from app.factory.heartbeat import Heartbeat, heartbeat_interval
 from app.factory.runner import FactoryRunner
 from app.factory.xmlrpc_client import make_proxy, parse_lease_expires, xmlrpc_url
@@ -252,6 +252,26 @@ def test_conversion_error_fails_job_with_one_line(error):
     assert args == ("fac", "guid-1", error.reason, "lease-1")
     assert "\n" not in args[2]
     assert not jobs.named("finish")
+
+
+@pytest.mark.parametrize(
+    "error", [DocumentRejected("the document is not an ODF package (odt)"), ConversionError("no such page", permanent=True)]
+)
+def test_permanent_conversion_error_is_reported_permanent(error):
+    def boom(job, cancel):
+        raise error
+
+    jobs = FakeJobs(polls=[make_job()])
+    runner, _ = runner_for(jobs, FakeConverter(boom), once=True)
+    runner.run(install_signals=False)
+    (args,) = jobs.named("fail")
+    assert args == ("fac", "guid-1", error.reason, "lease-1", True)
+
+
+def test_permanent_flag_needs_the_lease_argument_before_it():
+    jobs = FakeJobs()
+    XmlRpcLeaseClient(FakeProxy(jobs), "fac").fail("guid-1", None, reason="bad", permanent=True)
+    assert jobs.named("fail") == [("fac", "guid-1", "bad")]  # no lease to put before it: not sent
 
 
 def test_unexpected_converter_exception_fails_job():

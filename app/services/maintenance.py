@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import Database, after_commit
-from app.db.models import Callback, Content, Job, RangeDelete
+from app.db.models import Callback, Content, ContentStrike, Job, RangeDelete
 from app.db.removal import remove_contents, remove_jobs
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
@@ -243,6 +243,8 @@ def retention_purge(session: Session, now: datetime, days: int, *, batch: int = 
     ).all()
     remove_contents(session, list(orphans))
     session.execute(delete(Callback).where(Callback.done_at.is_not(None), Callback.done_at < cutoff))
+    # Strikes against documents (app.services.quarantine) count within the retention window only.
+    session.execute(delete(ContentStrike).where(ContentStrike.at < cutoff))
     return len(ids)
 
 

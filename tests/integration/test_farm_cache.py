@@ -327,3 +327,26 @@ def test_cancelled_leader_releases_its_follower(farm) -> None:  # type: ignore[n
     assert call(farm, "cancelContentConversion", [("jobId", leader)]).status == 200
     assert fp.jobs.extend("factory-1", job["job"], job["lease"])["cancelled"] is True
     assert run_once(farm, 2) == follower
+
+
+def test_retention_removes_the_converted_job_but_keeps_a_newer_cached_result_and_old_strikes_go(farm) -> None:  # type: ignore[no-untyped-def]
+    first = job_of(convert(farm))
+    run_once(farm)
+    farm.rt.clock.advance(20 * 86400)
+    cached = job_of(convert(farm))
+    assert status(farm, cached).get("cachedFrom") == str(first)
+    with farm.rt.db.session() as s:
+        quarantine.strike(s, farm.rt.now(), farm.rt.notifier, job_id=cached, factory="factory-1", reason="hung")
+    farm.rt.clock.advance(15 * 86400)  # the converted job is 35 days old, the cached one 15, the strike 15
+    with farm.rt.db.session() as s:
+        assert maintenance.retention_purge(s, farm.rt.now(), 30) == 1
+    assert status(farm, first).status == 508
+    assert result_bytes(farm, cached) == RESULT
+    with farm.rt.db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(ContentStrike)) == 1
+    farm.rt.clock.advance(16 * 86400)
+    with farm.rt.db.session() as s:
+        maintenance.retention_purge(s, farm.rt.now(), 30)
+    with farm.rt.db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(ContentStrike)) == 0
+        assert s.scalar(select(func.count()).select_from(Blob)) == 0  # the last job gone, its bytes and upload too

@@ -350,3 +350,16 @@ def test_retention_removes_the_converted_job_but_keeps_a_newer_cached_result_and
     with farm.rt.db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(ContentStrike)) == 0
         assert s.scalar(select(func.count()).select_from(Blob)) == 0  # the last job gone, its bytes and upload too
+
+
+def test_operator_job_view_shows_cache_and_cancel_fields(farm) -> None:  # type: ignore[no-untyped-def]
+    from app.services import admin
+
+    leader = job_of(convert(farm))
+    factory(farm).jobs.poll("factory-1")
+    follower = job_of(convert(farm))
+    assert call(farm, "cancelContentConversion", [("jobId", leader)]).status == 200
+    with farm.rt.db.read_session() as s:
+        a, b = admin.show_job(s, str(leader)), admin.show_job(s, str(follower))
+    assert (a["cancelRequested"], a["followsJob"], a["cachedFrom"]) == (True, None, None)
+    assert (b["cancelRequested"], b["followsJob"]) == (False, leader)

@@ -189,11 +189,18 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
             s, rt.now(), rt.mirror, client_id=client.id, content=content, application=args.application,
             version=args.version, fmt=args.format or "", page_start=start, page_end=end,
             max_attempts=rt.settings.max_attempts,
+            no_cache=args.no_cache, notifier=rt.notifier, share_across_clients=rt.settings.share_results_across_clients,
         )
-        job_id, guid = job.id, job.guid
+        job_id, guid, cached_from, follows = job.id, job.guid, job.cached_from, job.follows_job_id
     from app.domain.matching import queue_name
 
-    return cli_results.after_submit(args, job_id, guid, queue_name(args.application, args.version))
+    if cached_from is not None:
+        line = f"job {job_id} ({guid}) COMPLETE from the result cache (shares job {cached_from}'s result)"
+    elif follows is not None:
+        line = f"job {job_id} ({guid}) QUEUED, following job {follows} (same document and target)"
+    else:
+        line = f"job {job_id} ({guid}) QUEUED on {queue_name(args.application, args.version)}"
+    return cli_results.after_submit(args, job_id, line)
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -224,6 +231,49 @@ def cmd_jobs_requeue(args: argparse.Namespace) -> int:
         job_id = admin.resolve_job_id(s, args.job)
         maintenance.requeue(s, rt.now(), rt.mirror, job_id)
     print(f"job {job_id} requeued")
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from app.services import admin, client_views
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        job_id = admin.resolve_job_id(s, args.job)
+        outcome = client_views.cancel_any(s, rt.now(), job_id, mirror=rt.mirror)
+    if outcome == client_views.CANCELLED:
+        print(f"job {job_id} cancelled (it was queued: removed)")
+    else:
+        print(f"job {job_id}: cancel requested; its factory stops at its next heartbeat")
+    return 0
+
+
+# ---------------------------------------------------------------- content
+
+
+def cmd_content_quarantined(args: argparse.Namespace) -> int:
+    from app.services import quarantine
+
+    rt = _runtime(broker=False)
+    with rt.db.read_session() as s:
+        rows = quarantine.listing(s, include_released=args.all)
+    _print_table(
+        [
+            {"sha256": r.sha256, "since": r.since, "factories": ",".join(r.factories), "released": r.released_at or "", "reason": r.reason}
+            for r in rows
+        ],
+        ["sha256", "since", "factories", "released", "reason"],
+    )
+    return 0
+
+
+def cmd_content_release(args: argparse.Namespace) -> int:
+    from app.services import quarantine
+
+    rt = _runtime(broker=False)
+    with rt.db.session() as s:
+        done = quarantine.release(s, rt.now(), args.hash)
+    print(f"content {done.sha256} released; new conversions of it are accepted again")
     return 0
 
 
@@ -417,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--version", required=True)
     sp.add_argument("--format", default="")
     sp.add_argument("--pages", default=None, help="N, N-M or N- (default: all)")
+    sp.add_argument("--no-cache", action="store_true", help="convert even if the same conversion is cached or running")
     sp.set_defaults(func=cmd_jobs_submit)
     cli_results.add_wait_options(sp)
     sp = jb.add_parser("list")
@@ -430,6 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = jb.add_parser("requeue")
     sp.add_argument("job", help="jobId or GUID")
     sp.set_defaults(func=cmd_jobs_requeue)
+    sp = jb.add_parser("cancel", help="cancel a job: removed if queued, stopped at its next heartbeat if running")
+    sp.add_argument("job", help="jobId or GUID")
+    sp.set_defaults(func=cmd_jobs_cancel)
+
+    co = sub.add_parser("content", help="uploaded documents (quarantine)").add_subparsers(dest="content_command", required=True)
+    sp = co.add_parser("quarantined", help="list quarantined documents (content SHA-256)")
+    sp.add_argument("--all", action="store_true", help="include released ones")
+    sp.set_defaults(func=cmd_content_quarantined)
+    sp = co.add_parser("release", help="release a quarantined document")
+    sp.add_argument("hash", help="the content SHA-256")
+    sp.set_defaults(func=cmd_content_release)
     cli_results.add_subcommands(sub, jb)
 
     add_factory_commands(sub)

@@ -303,11 +303,11 @@ def add_wait_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long (exit 3)")
 
 
-def after_submit(args: argparse.Namespace, job_id: int, guid: str, queue: str) -> int:
-    """What `jobs submit` does once the job is queued: report it, and wait / write when asked."""
+def after_submit(args: argparse.Namespace, job_id: int, line: str) -> int:
+    """What `jobs submit` does once the job is queued: report it (`line`), and wait / write when asked."""
     waiting = bool(getattr(args, "wait", False) or getattr(args, "output", None))
     # With `-o -` stdout carries the document: everything else goes to stderr.
-    print(f"job {job_id} ({guid}) QUEUED on {queue}", file=sys.stderr if args.output == "-" else sys.stdout, flush=True)
+    print(line, file=sys.stderr if args.output == "-" else sys.stdout, flush=True)
     if not waiting:
         return 0
     return _wait_and_write(args, job_id)

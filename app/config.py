@@ -69,6 +69,8 @@ class Settings:
     reconcile_interval_seconds: int = 60
     retention_days: int = 30
     callback_allow_private: bool = False
+    # Result cache: a hit may share another client's result (off: it would reveal what they converted).
+    share_results_across_clients: bool = False
     callback_timeout_seconds: int = 10
     trust_proxy_client_cert_header: str = ""
     operator_user: str = "admin"
@@ -146,6 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_interval_seconds=_int(env, "CONVHUB_RECONCILE_INTERVAL_SECONDS", 60, minimum=1),
         retention_days=_int(env, "CONVHUB_RETENTION_DAYS", 30, minimum=0),
         callback_allow_private=_bool(env, "CONVHUB_CALLBACK_ALLOW_PRIVATE", False),
+        share_results_across_clients=_bool(env, "CONVHUB_SHARE_RESULTS_ACROSS_CLIENTS", False),
         callback_timeout_seconds=_int(env, "CONVHUB_CALLBACK_TIMEOUT_SECONDS", 10, minimum=1),
         trust_proxy_client_cert_header=env.get("CONVHUB_TRUST_CLIENT_CERT_HEADER", "").strip(),
         operator_user=env.get("CONVHUB_OPERATOR_USER", "admin").strip() or "admin",

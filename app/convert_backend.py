@@ -129,7 +129,8 @@ class LocalBackend:
             job = submission.submit(
                 s, self.rt.now(), self.rt.mirror, client_id=client_id, content=content, application=application,
                 version=version, fmt=fmt, page_start=page_start, page_end=page_end,
-                max_attempts=self.rt.settings.max_attempts,
+                max_attempts=self.rt.settings.max_attempts, notifier=self.rt.notifier,
+                share_across_clients=self.rt.settings.share_results_across_clients,
             )
             return int(job.id)
 

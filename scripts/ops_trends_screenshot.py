@@ -122,7 +122,7 @@ def simulate(  # type: ignore[no-untyped-def]
             with rt.db.session() as s:
                 for _ in range(_poisson(rng, p.arrivals(m) * scale)):
                     submission.submit(s, now(), rt.mirror, client_id=client, content=contents[p], application=p.application,
-                                version=p.version, fmt="pdf", max_attempts=1)
+                                version=p.version, fmt="pdf", max_attempts=1, no_cache=True)
         clock.advance(20)
         for p in pairs:
             if m in p.down:

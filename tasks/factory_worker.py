@@ -120,7 +120,9 @@ class ServicesLeaseClient:
         rt = self.rt
         try:
             with rt.db.session() as s:
-                ext = leases.extend(s, rt.now(), rt.policy, guid=job, owner=self.owner, token=lease)
+                ext = leases.extend(
+                    s, rt.now(), rt.policy, guid=job, owner=self.owner, token=lease, notifier=rt.notifier, mirror=rt.mirror
+                )
         except (LeaseNotHeld, NotFound) as exc:
             raise LeaseLost(exc.__class__.__name__) from None
         except Exception as exc:  # noqa: BLE001 - transient: the lease is still ours until it expires
@@ -148,14 +150,14 @@ class ServicesLeaseClient:
         except Exception as exc:  # noqa: BLE001 - the lease expires and the job is requeued
             raise ServerUnavailable(exc.__class__.__name__) from None
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState:
+    def fail(self, job: str, lease: str | None, *, reason: str, permanent: bool = False) -> JobState:
         rt = self.rt
 
         def call() -> JobState:
             with rt.db.session() as s:
                 return leases.fail(
                     s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=self.owner,
-                    token=lease, reason=reason[:MAX_REASON],
+                    token=lease, reason=reason[:MAX_REASON], permanent=permanent,
                 )
 
         try:

@@ -91,8 +91,11 @@ class Blob(Base):
     __tablename__ = "blobs"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))  # computed while the bytes are stored (blobs.store_blob)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # Quarantine: a content hash's queued jobs (app.services.quarantine).
+    __table_args__ = (Index("ix_blobs_sha256", "sha256"),)
 
 
 class BlobChunk(Base):
@@ -140,10 +143,19 @@ class Job(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     success_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     failure_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Result cache (app.services.result_cache): sha256 of (content sha256, application, version,
+    # format, pageStart, pageEnd); the job a QUEUED follower completes with; the job whose stored
+    # result this one shares (getContentConvertStatus's cachedFrom).
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    follows_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cached_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # cancelContentConversion on an in-flight job: the factory learns it on its next jobs.extend.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         # The claim path: per (application, version), QUEUED rows oldest first. Partial, so it holds
-        # only the backlog and a poll never sorts it. Ordered by (submitted_at, id), an order the
+        # only the backlog and a poll never sorts it. Followers of a cached conversion
+        # (follows_job_id set) are not claimable and stay out of it. Ordered by (submitted_at, id), an order the
         # primary key cannot provide, so the planner cannot prefer a primary-key walk that steps
         # over every finished job in front of the backlog.
         Index(
@@ -152,8 +164,16 @@ class Job(Base):
             "version",
             "submitted_at",
             "id",
-            postgresql_where=text("state = 0"),
-            sqlite_where=text("state = 0"),
+            postgresql_where=text("state = 0 AND follows_job_id IS NULL"),
+            sqlite_where=text("state = 0 AND follows_job_id IS NULL"),
+        ),
+        # Result cache: the leader of a key; the followers of a leader.
+        Index("ix_jobs_cache_key", "cache_key", "client_id", postgresql_where=text("cache_key IS NOT NULL"), sqlite_where=text("cache_key IS NOT NULL")),
+        Index(
+            "ix_jobs_follows",
+            "follows_job_id",
+            postgresql_where=text("follows_job_id IS NOT NULL"),
+            sqlite_where=text("follows_job_id IS NOT NULL"),
         ),
         # Client views: counts per state, listing per state in id order.
         Index("ix_jobs_client_state_id", "client_id", "state", "id"),
@@ -182,6 +202,32 @@ class Result(Base):
     format: Mapped[str] = mapped_column(String(10))
     filename: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Quarantine(Base):
+    """A content hash that failed permanently, or hung, on 2 distinct factories (app.services.quarantine).
+
+    One row per hash: releasing it sets `released_at`; quarantining it again resets the row."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    factories: Mapped[str] = mapped_column(Text)  # comma-separated factory names
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ContentStrike(Base):
+    """One permanent failure or expired lease of a content hash on a factory; quarantine counts the
+    distinct factories. Removed when the hash is released."""
+
+    __tablename__ = "content_strikes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    factory: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class RangeDelete(Base):

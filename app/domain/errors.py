@@ -10,6 +10,7 @@
     ├── BadJobState          (518)
     ├── NotOwner             (532)
     ├── TooLarge             (413)
+    ├── Quarantined          (SOAP 541: the document is quarantined)
     └── Unavailable          (503)
 
 Each subclass's docstring is its default message; protocol adapters map classes to codes in one table.
@@ -61,6 +62,10 @@ class NotOwner(ConvhubError):
 
 class TooLarge(ConvhubError):
     """Document too large."""
+
+
+class Quarantined(ConvhubError):
+    """The document is quarantined: its conversions failed or hung on several factories."""
 
 
 class Unavailable(ConvhubError):

@@ -67,9 +67,14 @@ def queue_name(application: str, version: str) -> str:
     return f"convert.{_slug(application)}.{_slug(version)}"
 
 
+# Other ODF extensions converted as one of DOCTYPES: ODF text-web (.oth) is a Writer text document.
+DOCTYPE_ALIASES = {"oth": "odt"}
+
+
 def doctype_of(filename: str) -> str | None:
-    """The ODF doctype from a file name's extension, or None."""
+    """The ODF doctype from a file name's extension (.oth counts as odt), or None."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    ext = DOCTYPE_ALIASES.get(ext, ext)
     return ext if ext in DOCTYPES else None
 
 

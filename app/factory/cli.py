@@ -108,6 +108,7 @@ def _main(args: argparse.Namespace, command: str) -> int:
             concurrency=cfg.concurrency,
             timeout=cfg.timeout,
             lease_seconds=cfg.lease_seconds,
+            heartbeat_seconds=cfg.heartbeat_seconds,
             once=getattr(args, "once", False),
         )
         return runner.run()

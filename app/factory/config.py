@@ -78,6 +78,7 @@ class FactoryConfig:
     timeout: float = DEFAULT_TIMEOUT
     restart_every: int = 200
     lease_seconds: float = 300.0
+    heartbeat_seconds: float = 30.0  # longest wait between two extends: a cancellation is seen this soon
     http_timeout: float = 60.0
     workdir: str | None = None
     libreoffice: str = "auto"  # auto | yes | no
@@ -161,6 +162,7 @@ def _apply(cfg: FactoryConfig, parser: configparser.ConfigParser, path: Path) ->
         cfg.timeout = f.getfloat("timeout", cfg.timeout)
         cfg.restart_every = f.getint("restart_every", cfg.restart_every)
         cfg.lease_seconds = f.getfloat("lease", cfg.lease_seconds)
+        cfg.heartbeat_seconds = f.getfloat("heartbeat", cfg.heartbeat_seconds)
         cfg.http_timeout = f.getfloat("http_timeout", cfg.http_timeout)
         cfg.workdir = f.get("workdir", cfg.workdir)
     if parser.has_section("libreoffice"):

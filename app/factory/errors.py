@@ -10,12 +10,25 @@ class ConfigError(FactoryError):
 
 
 class ConversionError(FactoryError):
-    """A document could not be converted; ``reason`` is the one-line text sent with ``jobs.fail``."""
+    """A document could not be converted; ``reason`` is the one-line text sent with ``jobs.fail``.
 
-    def __init__(self, reason: str):
+    ``permanent``: the document itself cannot be converted (it does not load, or is of a kind no
+    renderer takes): reported with ``jobs.fail ... permanent = true``, so the job fails at once."""
+
+    permanent = False
+
+    def __init__(self, reason: str, *, permanent: bool | None = None):
         reason = " ".join(str(reason).split()) or "conversion failed"
         super().__init__(reason)
         self.reason = reason
+        if permanent is not None:
+            self.permanent = permanent
+
+
+class DocumentRejected(ConversionError):
+    """The document cannot be converted by any attempt: it does not load, or its kind is unsupported."""
+
+    permanent = True
 
 
 class ConversionTimeout(ConversionError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from .converters import Converter
 from .errors import ConversionCancelled, ConversionError
-from .heartbeat import DEFAULT_LEASE_SECONDS, MIN_INTERVAL, Heartbeat, describe
+from .heartbeat import DEFAULT_LEASE_SECONDS, MAX_INTERVAL, MIN_INTERVAL, Heartbeat, describe
 from .lease import LeaseClient, LeaseLost, ResultRefused, ResultTooLarge
 
 log = logging.getLogger("convhub.factory")
@@ -63,6 +63,7 @@ class JobHandler:
     timeout: float | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     min_interval: float = MIN_INTERVAL
+    max_interval: float = MAX_INTERVAL
     clock: Callable[[], float] = field(default=time.time)
     heartbeat_wait: Callable[[float], Any] | None = None
 
@@ -96,6 +97,7 @@ class JobHandler:
             cancel=cancel,
             lease_seconds=self.lease_seconds,
             min_interval=self.min_interval,
+            max_interval=self.max_interval,
             clock=self.clock,
             wait=self.heartbeat_wait,
         )
@@ -117,8 +119,8 @@ class JobHandler:
             heartbeat.stop()
             if heartbeat.lost.is_set():
                 return ABANDONED
-            log.warning("job %s failed: %s", job.name, exc.reason)
-            return self._fail(client, job, exc.reason)
+            log.warning("job %s failed%s: %s", job.name, " permanently" if exc.permanent else "", exc.reason)
+            return self._fail(client, job, exc.reason, permanent=exc.permanent)
         except Exception as exc:
             heartbeat.stop()
             log.exception("job %s: converter error", job.name)
@@ -147,10 +149,10 @@ class JobHandler:
         log.info("job %s finished: %s, %d bytes, result %s", job.name, fmt, len(data), result)
         return FINISHED
 
-    def _fail(self, client: LeaseClient, job: LeasedJob, reason: str) -> str:
+    def _fail(self, client: LeaseClient, job: LeasedJob, reason: str, *, permanent: bool = False) -> str:
         reason = one_line(reason)
         try:
-            status = client.fail(job.job, job.lease, reason=reason)
+            status = client.fail(job.job, job.lease, reason=reason, permanent=permanent)
         except Exception as exc:  # the lease expires and counts the attempt anyway
             log.warning("job %s: could not report the failure (%s)", job.name, describe(exc))
             return ABANDONED

@@ -18,6 +18,9 @@ log = logging.getLogger("convhub.factory")
 
 DEFAULT_LEASE_SECONDS = 300.0
 MIN_INTERVAL = 0.5
+# The longest wait between two extends: a job the client cancels is stopped within this long
+# (the server answers the next jobs.extend with cancelled = true).
+MAX_INTERVAL = 30.0
 
 
 def heartbeat_interval(
@@ -25,11 +28,12 @@ def heartbeat_interval(
     now: float,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     minimum: float = MIN_INTERVAL,
+    maximum: float = MAX_INTERVAL,
 ) -> float:
     """Seconds until the next jobs.extend: a third of what is left of the lease (or of a full lease
-    when the expiry is unknown), never more than a third of the lease length."""
+    when the expiry is unknown), never more than a third of the lease length nor than ``maximum``."""
     remaining = lease_seconds if lease_expires is None else lease_expires - now
-    return max(minimum, min(remaining, lease_seconds) / 3.0)
+    return max(minimum, min(remaining / 3.0, lease_seconds / 3.0, maximum))
 
 
 def describe(exc: BaseException) -> str:
@@ -60,6 +64,7 @@ class Heartbeat:
         cancel: threading.Event | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         min_interval: float = MIN_INTERVAL,
+        max_interval: float = MAX_INTERVAL,
         clock: Callable[[], float] = time.time,
         wait: Callable[[float], Any] | None = None,
     ):
@@ -71,6 +76,8 @@ class Heartbeat:
         self.cancel = cancel
         self.lease_seconds = lease_seconds
         self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.cancelled = threading.Event()  # the server answered cancelled = true
         self.clock = clock
         self.done = threading.Event()
         self.lost = threading.Event()
@@ -81,7 +88,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job}", daemon=True)
 
     def interval(self) -> float:
-        return heartbeat_interval(self.expires, self.clock(), self.lease_seconds, self.min_interval)
+        return heartbeat_interval(self.expires, self.clock(), self.lease_seconds, self.min_interval, self.max_interval)
 
     def beat(self) -> bool:
         """One jobs.extend; False once the lease is lost (or the server cancelled the job)."""
@@ -95,6 +102,9 @@ class Heartbeat:
             return True
         self.extends += 1
         if reply.cancelled:
+            # The client cancelled the job (it has ended) or the lease reached its cap: stop the
+            # conversion (the LibreOffice converter kills and restarts its instance) and report nothing.
+            self.cancelled.set()
             self._lose("job cancelled by the server")
             return False
         self.expires = reply.lease_expires or self.expires

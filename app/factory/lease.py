@@ -61,7 +61,8 @@ class LeaseClient(Protocol):
         """Store the result; returns the result GUID. ``until`` (epoch seconds) bounds the retries."""
         ...
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState | None:
+    def fail(self, job: str, lease: str | None, *, reason: str, permanent: bool = False) -> JobState | None:
         """Give the attempt back with a one-line reason; returns the job's state afterwards (QUEUED
-        again, or FAILED with no attempt left), None when the server's answer does not say."""
+        again, or FAILED with no attempt left), None when the server's answer does not say.
+        ``permanent``: the document itself cannot be converted; the job fails at once."""
         ...

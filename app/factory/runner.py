@@ -19,7 +19,7 @@ from .backoff import Backoff
 from .converters import Converter
 from .errors import FatalServerError
 from .handler import JobHandler, LeasedJob
-from .heartbeat import DEFAULT_LEASE_SECONDS
+from .heartbeat import DEFAULT_LEASE_SECONDS, MAX_INTERVAL
 from .xmlrpc_client import AUTH_FAILED, DISABLED, NOT_FOUND, fault_line, parse_lease_expires
 from .xmlrpc_lease import XmlRpcLeaseClient
 
@@ -42,6 +42,7 @@ class FactoryRunner:
         concurrency: int = 1,
         timeout: float | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        heartbeat_seconds: float = MAX_INTERVAL,
         once: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] | None = None,
@@ -65,7 +66,8 @@ class FactoryRunner:
         self.max_backoff = max_backoff
         self.finish_retries = finish_retries
         self.handler = JobHandler(
-            converter, timeout=timeout, lease_seconds=lease_seconds, clock=clock, heartbeat_wait=heartbeat_wait
+            converter, timeout=timeout, lease_seconds=lease_seconds, max_interval=heartbeat_seconds, clock=clock,
+            heartbeat_wait=heartbeat_wait,
         )
         self.fatal: str | None = None
         self.stats = {"finished": 0, "failed": 0, "abandoned": 0, "polls": 0, "poll_errors": 0}

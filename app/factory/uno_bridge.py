@@ -85,13 +85,17 @@ def _convert(uno, desktop, req):
     url_out = uno.systemPathToFileUrl(req["output"])
     # Untrusted input: never run macros, never update links.
     load = _props(uno, Hidden=True, ReadOnly=True, MacroExecutionMode=0, UpdateDocMode=0)
-    doc = desktop.loadComponentFromURL(url_in, "_blank", 0, load)
+    try:
+        doc = desktop.loadComponentFromURL(url_in, "_blank", 0, load)
+    except Exception as exc:
+        # The document does not load (a crashed office is told apart by the caller: it is gone).
+        return {"ok": False, "error": "LibreOffice could not load the document: " + _message(exc), "permanent": True}
     if doc is None:
-        return {"ok": False, "error": "LibreOffice could not load the document"}
+        return {"ok": False, "error": "LibreOffice could not load the document", "permanent": True}
     try:
         service = req.get("service")
         if service and not doc.supportsService(service):
-            return {"ok": False, "error": "document is not a " + service.rsplit(".", 1)[-1]}
+            return {"ok": False, "error": "document is not a " + service.rsplit(".", 1)[-1], "permanent": True}
         pages = _page_count(doc)
         store = {"FilterName": req["filter"], "Overwrite": True}
         data = req.get("filterdata") or {}

@@ -78,8 +78,10 @@ class XmlRpcLeaseClient:
             raise ServerUnavailable(fault_line(exc)) from None
         return str(result)
 
-    def fail(self, job: str, lease: str | None, *, reason: str) -> JobState | None:
+    def fail(self, job: str, lease: str | None, *, reason: str, permanent: bool = False) -> JobState | None:
         args = self._args(job, reason[:MAX_REASON], lease=lease)
+        if permanent and lease:  # the flag follows the optional lease (no <nil/> on this proxy)
+            args.append(True)
         try:
             reply = self._with_retries("fail", job, lambda: self.proxy.jobs.fail(*args), None)
         except xmlrpc.client.Fault as exc:

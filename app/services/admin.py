@@ -178,6 +178,9 @@ def job_info(session: Session, job: Job) -> dict[str, object]:
         "leaseOwner": job.lease_owner,
         "leaseExpires": job.lease_expires.isoformat() if job.lease_expires else None,
         "failureReason": job.failure_reason,
+        "cachedFrom": job.cached_from,  # result cache: the job whose stored result this one shares
+        "followsJob": job.follows_job_id,  # result cache: the identical job this QUEUED one completes with
+        "cancelRequested": bool(job.cancel_requested),
         "result": {"guid": result.guid, "format": result.format, "filename": result.filename} if result else None,
     }
 

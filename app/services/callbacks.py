@@ -11,14 +11,26 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.engine import Database
+from app.db.engine import Database, after_commit
 from app.db.models import Callback
 from app.domain.errors import BadArgument
 from app.services import counters
+from app.services.ports import Notifier
 
 MAX_ATTEMPTS = 8
 HttpGet = Callable[[str, float], int]  # (url, timeout) -> HTTP status; raises on transport errors
 Resolver = Callable[[str], list[str]]
+
+
+def queue(session: Session, now: datetime, notifier: Notifier, job_id: int, url: str | None, state: int) -> None:
+    """Owe the job's client a callback for `state` (nothing when it gave no URL); sent after the commit."""
+    if not url:
+        return
+    cb = Callback(job_id=job_id, url=url, job_status=int(state), attempts=0, next_attempt_at=now, created_at=now)
+    session.add(cb)
+    session.flush()
+    cb_id = cb.id
+    after_commit(session, lambda: notifier.send_callback(cb_id))
 
 
 def _resolve(host: str) -> list[str]:

@@ -123,5 +123,7 @@ def claim(
 
 
 def is_queued(session: Session, job_id: int) -> bool:
-    """Whether the job is still QUEUED (the mirror drops messages of jobs that are not)."""
-    return session.scalar(select(Job.state).where(Job.id == job_id)) == int(JobState.QUEUED)
+    """Whether the job is still QUEUED and claimable (the mirror drops messages of jobs that are not)."""
+    row = session.execute(select(Job.state, Job.follows_job_id).where(Job.id == job_id)).first()
+    # A follower of a cached conversion is QUEUED but never claimed: its message is stale too.
+    return row is not None and row[0] == int(JobState.QUEUED) and row[1] is None

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 from app.db.models import Blob, Job, RangeDelete, Result
 from app.domain.errors import BadArgument, BadJobState, NotFound, NotOwner
 from app.domain.states import DELETED, WIRE_STATES, JobState
+from app.services import counters, result_cache
 from app.services import statements as sql
+from app.services.ports import Mirror
 
 
 def owned_job(session: Session, client_id: int, job_id: int, *, lock: bool = False) -> Job:
@@ -71,12 +73,14 @@ class JobStatusView:
     updated_at: datetime
     attempts: int
     failure_reason: str | None
+    cached_from: int | None = None  # the jobId whose stored result this job shares (result cache)
 
 
 def status_of(session: Session, client_id: int, job_id: int) -> JobStatusView:
     j = owned_job(session, client_id, job_id)
     return JobStatusView(
-        j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason
+        j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason,
+        j.cached_from,
     )
 
 
@@ -104,8 +108,9 @@ def result_of(session: Session, client_id: int, job_id: int) -> ResultView:
     return ResultView(row[0], row[1], int(row[2]), row[3])
 
 
-def delete_one(session: Session, now: datetime, client_id: int, job_id: int) -> None:
-    """Hide the job at once (purged later by beat); in-flight jobs are refused (518)."""
+def delete_one(session: Session, now: datetime, client_id: int, job_id: int, *, mirror: Mirror | None = None) -> None:
+    """Hide the job at once (purged later by beat); in-flight jobs are refused (518). Jobs that
+    followed it (result cache) are queued on their own (published through `mirror`)."""
     job = owned_job(session, client_id, job_id, lock=True)
     if JobState(job.state).in_flight:
         raise BadJobState(f"jobId {job_id} is being processed (state {job.state}) and cannot be deleted")
@@ -117,6 +122,43 @@ def delete_one(session: Session, now: datetime, client_id: int, job_id: int) -> 
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise BadJobState(f"jobId {job_id} was just handed to a factory and cannot be deleted")
+    result_cache.release_followers(session, now, mirror, job_id)
+
+
+CANCELLED, CANCEL_REQUESTED = "cancelled", "cancel requested"
+
+
+def cancel_one(session: Session, now: datetime, client_id: int, job_id: int, *, mirror: Mirror | None = None) -> str:
+    """cancelContentConversion: a QUEUED job is removed as by `delete_one` (CANCELLED); an in-flight
+    one is marked (CANCEL_REQUESTED): its factory learns it on its next jobs.extend and the job ends
+    FAILED "cancelled by client" (app.services.leases). An ended job cannot be cancelled (518)."""
+    job = owned_job(session, client_id, job_id, lock=True)
+    state = JobState(job.state)
+    if state == JobState.QUEUED:
+        delete_one(session, now, client_id, job_id, mirror=mirror)
+        counters.bump(session, counters.CANCELLED)
+        return CANCELLED
+    if state.terminal:
+        raise BadJobState(f"jobId {job_id} has ended (state {job.state}) and cannot be cancelled")
+    res = session.execute(
+        update(Job)
+        .where(Job.id == job_id, sql.IS_IN_FLIGHT)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise BadJobState(f"jobId {job_id} changed state while being cancelled; try again")
+    if not job.cancel_requested:
+        counters.bump(session, counters.CANCELLED)
+    return CANCEL_REQUESTED
+
+
+def cancel_any(session: Session, now: datetime, job_id: int, *, mirror: Mirror | None = None) -> str:
+    """Operator (`convhub jobs cancel`): cancel any client's job, as its client would."""
+    client_id = session.scalar(select(Job.client_id).where(Job.id == job_id, sql.IS_VISIBLE))
+    if client_id is None:
+        raise NotFound(f"unknown job {job_id}")
+    return cancel_one(session, now, client_id, job_id, mirror=mirror)
 
 
 @dataclass(frozen=True)
@@ -125,7 +167,9 @@ class RangeDeleted:
     skipped: int
 
 
-def delete_range(session: Session, now: datetime, client_id: int, delete_from: datetime, delete_to: datetime | None) -> RangeDeleted:
+def delete_range(
+    session: Session, now: datetime, client_id: int, delete_from: datetime, delete_to: datetime | None, *, mirror: Mirror | None = None
+) -> RangeDeleted:
     """Remove the client's jobs with delete_from <= submitted < delete_to; in-flight ones are skipped.
 
     One UPDATE marks the rows DELETED (invisible to every listing, count and claim from the commit
@@ -148,6 +192,8 @@ def delete_range(session: Session, now: datetime, client_id: int, delete_from: d
         .execution_options(synchronize_session=False)
     )
     deleted = int(res.rowcount or 0)  # type: ignore[attr-defined]
+    # Jobs following a deleted one (result cache) are queued on their own.
+    result_cache.release_followers(session, now, mirror, select(Job.id).where(*window, sql.IS_DELETED))
     skipped = int(session.scalar(select(func.count()).select_from(Job).where(*window, sql.IS_IN_FLIGHT)) or 0)
     session.add(
         RangeDelete(

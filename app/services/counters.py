@@ -15,6 +15,11 @@ from app.db.models import Counter
 
 LEASES_EXPIRED = "leases_expired"
 CALLBACK_FAILURES = "callback_failures"
+# Farm policy (app.services.result_cache, quarantine, client_views.cancel_one): counts only.
+CACHE_HITS = "result_cache_hits"  # submissions completed at once from a COMPLETE job's result
+CACHE_FOLLOWS = "result_cache_follows"  # submissions that followed a QUEUED or in-flight job
+QUARANTINED = "content_quarantined"  # documents quarantined
+CANCELLED = "jobs_cancelled"  # cancelContentConversion / `jobs cancel` accepted
 
 
 def bump(session: Session, name: str, n: int = 1) -> None:

@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.blobs import delete_blobs
 from app.db.engine import after_commit
-from app.db.models import Callback, Content, Job, Result
+from app.db.models import Content, Job, Result
+from app.db.removal import delete_unreferenced
 from app.domain.errors import BadArgument, LeaseNotHeld, NotFound
 from app.domain.leases import LeasePolicy, after_lost_attempt, lease_is_live
 from app.domain.matching import FORMATS
 from app.domain.states import DELETED, IN_FLIGHT, JobState, require_transition
+from app.services import callbacks, quarantine, result_cache
 from app.services import statements as sql
 from app.services.documents import store_checked
 from app.services.ports import Mirror, Notifier
@@ -58,12 +59,34 @@ def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState
 @dataclass(frozen=True)
 class Extended:
     lease_expires: datetime
-    cancelled: bool  # True when the per-attempt cap is reached: the lease cannot be renewed again
+    # True when the per-attempt cap is reached (the lease cannot be renewed again), or when the
+    # client cancelled the job (it is FAILED "cancelled by client" now; the lease has ended).
+    cancelled: bool
 
 
-def extend(session: Session, now: datetime, policy: LeasePolicy, *, guid: str, owner: str, token: str | None) -> Extended:
-    """Renew the lease (capped per attempt) and move REQUESTED_FOR_PROCESSING -> PROCESSING."""
+CANCELLED_BY_CLIENT = "cancelled by client"
+
+
+def extend(
+    session: Session,
+    now: datetime,
+    policy: LeasePolicy,
+    *,
+    guid: str,
+    owner: str,
+    token: str | None,
+    notifier: Notifier | None = None,
+    mirror: Mirror | None = None,
+) -> Extended:
+    """Renew the lease (capped per attempt) and move REQUESTED_FOR_PROCESSING -> PROCESSING.
+
+    A job whose client asked to cancel it ends here instead: FAILED "cancelled by client", lease
+    ended, `cancelled` answered true (`notifier` and `mirror` carry its failure callback and its
+    followers' release)."""
     job = _held(session, now, guid, owner, token)
+    if job.cancel_requested:
+        end_cancelled(session, now, notifier, mirror, job)
+        return Extended(now, True)
     assert job.leased_at is not None
     expires = max(policy.extended_expiry(job.leased_at, now), job.lease_expires or now)
     _fenced_update(session, job, now, state=JobState.PROCESSING, lease_expires=expires, updated_at=now)
@@ -116,27 +139,59 @@ def finish(
         old_blob = old.blob_id
         session.delete(old)
         session.flush()
-        delete_blobs(session, [old_blob])
+        delete_unreferenced(session, [old_blob])  # cached results may share it
     session.add(result)
     _fenced_update(
         session, job, now, state=JobState.COMPLETE, lease_token=None, lease_expires=None, updated_at=now, failure_reason=None
     )
     queue_callback(session, now, notifier, job.id, job.success_url, JobState.COMPLETE)
+    result_cache.complete_followers(session, now, notifier, job.id, result)
     return Finished(result.guid, job.application, job.version)
 
 
 def fail(
-    session: Session, now: datetime, policy: LeasePolicy, notifier: Notifier, mirror: Mirror, *, guid: str, owner: str, token: str | None, reason: str
+    session: Session,
+    now: datetime,
+    policy: LeasePolicy,
+    notifier: Notifier,
+    mirror: Mirror,
+    *,
+    guid: str,
+    owner: str,
+    token: str | None,
+    reason: str,
+    permanent: bool = False,
 ) -> JobState:
-    """End the lease without a result: one attempt used; back to QUEUED or FAILED when used up."""
+    """End the lease without a result: one attempt used; back to QUEUED or FAILED when used up.
+
+    `permanent`: the document itself cannot be converted: FAILED at once, and a strike against the
+    document (app.services.quarantine). A job its client cancelled ends FAILED "cancelled by client"."""
     job = _held(session, now, guid, owner, token)
     reason = " ".join((reason or "failed").split())[:2000] or "failed"
-    new = after_lost_attempt(job.attempts, job.max_attempts)
+    if job.cancel_requested:
+        new, reason, permanent = JobState.FAILED, CANCELLED_BY_CLIENT, False
+    elif permanent:
+        new = JobState.FAILED
+    else:
+        new = after_lost_attempt(job.attempts, job.max_attempts)
     _fenced_update(
         session, job, now, state=new, lease_token=None, lease_expires=None, lease_owner=None, updated_at=now, failure_reason=reason
     )
     after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
+    if permanent:
+        quarantine.strike(session, now, notifier, job_id=job.id, factory=owner, reason=reason)
     return new
+
+
+def end_cancelled(session: Session, now: datetime, notifier: Notifier | None, mirror: Mirror | None, job: Job) -> None:
+    """A lease holder learns its job was cancelled: FAILED "cancelled by client", lease ended."""
+    _fenced_update(
+        session, job, now, state=JobState.FAILED, lease_token=None, lease_expires=None, lease_owner=None, updated_at=now,
+        failure_reason=CANCELLED_BY_CLIENT,
+    )
+    if notifier is not None:
+        callbacks.queue(session, now, notifier, job.id, job.failure_url, JobState.FAILED)
+    result_cache.release_followers(session, now, mirror, job.id)
 
 
 def after_attempt_lost(
@@ -147,13 +202,8 @@ def after_attempt_lost(
         after_commit(session, lambda: mirror.publish(job_id, application, version))
     else:
         queue_callback(session, now, notifier, job_id, failure_url, JobState.FAILED)
+        result_cache.release_followers(session, now, mirror, job_id)  # they are queued on their own
 
 
 def queue_callback(session: Session, now: datetime, notifier: Notifier, job_id: int, url: str | None, state: JobState) -> None:
-    if not url:
-        return
-    cb = Callback(job_id=job_id, url=url, job_status=int(state), attempts=0, next_attempt_at=now, created_at=now)
-    session.add(cb)
-    session.flush()
-    cb_id = cb.id
-    after_commit(session, lambda: notifier.send_callback(cb_id))
+    callbacks.queue(session, now, notifier, job_id, url, state)

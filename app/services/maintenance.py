@@ -15,15 +15,15 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import Database, after_commit
-from app.db.models import Callback, Content, Job, RangeDelete
+from app.db.models import Callback, Content, ContentStrike, Job, RangeDelete
 from app.db.removal import remove_contents, remove_jobs
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
 from app.domain.states import DELETED, JobState, require_transition
-from app.services import admin, counters
+from app.services import admin, counters, quarantine
 from app.services import statements as sql
 from app.services.claims import is_queued
-from app.services.leases import after_attempt_lost
+from app.services.leases import CANCELLED_BY_CLIENT, after_attempt_lost
 from app.services.ports import Mirror, Notifier
 
 log = logging.getLogger("convhub.tasks")
@@ -37,7 +37,10 @@ PURGE_BATCH = 5000
 def reclaim_expired(
     session: Session, now: datetime, notifier: Notifier, mirror: Mirror, *, limit: int = RECLAIM_BATCH
 ) -> list[tuple[int, JobState]]:
-    """Expired leases: one attempt used; the job goes back to QUEUED or to FAILED."""
+    """Expired leases: one attempt used; the job goes back to QUEUED or to FAILED.
+
+    Each expiry is a strike against the document on the factory that held it (a hang or a crash,
+    app.services.quarantine). A job its client cancelled ends FAILED "cancelled by client" instead."""
     q = (
         select(Job)
         .where(sql.IS_IN_FLIGHT, Job.lease_expires <= now)
@@ -48,7 +51,10 @@ def reclaim_expired(
         q = q.with_for_update(skip_locked=True)
     out = []
     for job in session.scalars(q).all():
-        new = after_lost_attempt(job.attempts, job.max_attempts)
+        cancelled = job.cancel_requested
+        new = JobState.FAILED if cancelled else after_lost_attempt(job.attempts, job.max_attempts)
+        reason = CANCELLED_BY_CLIENT if cancelled else f"lease expired (attempt {job.attempts} of {job.max_attempts})"
+        owner = job.lease_owner
         require_transition(job.state, new)
         res = session.execute(
             update(Job)
@@ -59,13 +65,15 @@ def reclaim_expired(
                 lease_expires=None,
                 lease_owner=None,
                 updated_at=now,
-                failure_reason=f"lease expired (attempt {job.attempts} of {job.max_attempts})",
+                failure_reason=reason,
                 **({"finished_at": now} if new.terminal else {}),  # trends: failures per minute
             )
             .execution_options(synchronize_session=False)
         )
         if res.rowcount == 1:  # type: ignore[attr-defined]
             after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
+            if not cancelled and owner:
+                quarantine.strike(session, now, notifier, job_id=job.id, factory=owner, reason="conversion hung or crashed (lease expired)")
             out.append((job.id, new))
     counters.bump(session, counters.LEASES_EXPIRED, len(out))
     return out
@@ -100,6 +108,8 @@ def requeue(session: Session, now: datetime, mirror: Mirror, job_id: int) -> Job
     if job.state != JobState.QUEUED:  # a QUEUED job only gets a fresh attempt budget
         require_transition(job.state, JobState.QUEUED)
     job.state = int(JobState.QUEUED)
+    job.follows_job_id = None  # converted on its own
+    job.cancel_requested = False
     job.attempts = 0
     job.lease_token = job.lease_owner = None
     job.lease_expires = job.leased_at = None
@@ -118,7 +128,7 @@ def queued_by_pair(session: Session) -> dict[tuple[str, str], tuple[int, datetim
     """Per pair: number of QUEUED jobs and the oldest submission among them."""
     rows = session.execute(
         select(Job.application, Job.version, func.count(), func.min(Job.submitted_at))
-        .where(sql.IS_QUEUED)
+        .where(sql.IS_QUEUED, sql.NOT_FOLLOWING)
         .group_by(Job.application, Job.version)
     ).all()
     return {(a, v): (int(n), oldest) for a, v, n, oldest in rows}
@@ -127,7 +137,9 @@ def queued_by_pair(session: Session) -> dict[tuple[str, str], tuple[int, datetim
 def queued_ids(session: Session, pair: tuple[str, str]) -> list[int]:
     return list(
         session.scalars(
-            select(Job.id).where(sql.IS_QUEUED, Job.application == pair[0], Job.version == pair[1]).order_by(Job.submitted_at, Job.id)
+            select(Job.id)
+            .where(sql.IS_QUEUED, sql.NOT_FOLLOWING, Job.application == pair[0], Job.version == pair[1])
+            .order_by(Job.submitted_at, Job.id)
         ).all()
     )
 
@@ -231,6 +243,8 @@ def retention_purge(session: Session, now: datetime, days: int, *, batch: int = 
     ).all()
     remove_contents(session, list(orphans))
     session.execute(delete(Callback).where(Callback.done_at.is_not(None), Callback.done_at < cutoff))
+    # Strikes against documents (app.services.quarantine) count within the retention window only.
+    session.execute(delete(ContentStrike).where(ContentStrike.at < cutoff))
     return len(ids)
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ClientApplication, Factory, Job
+from app.db.models import ClientApplication, Factory, Job, Quarantine
 from app.domain.states import JobState
 from app.services import statements as sql
 
@@ -49,6 +49,26 @@ def _aware(value: object) -> datetime | None:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class FarmCounts:
+    """Counts only (no client, document or factory names): /metrics and /ops."""
+
+    quarantined: int  # documents quarantined now
+    following: int  # QUEUED jobs following a cached conversion's leader
+    cancel_requested: int  # in-flight jobs whose client asked to cancel them
+
+
+def farm_counts(session: Session) -> FarmCounts:
+    quarantined = session.scalar(select(func.count()).select_from(Quarantine).where(Quarantine.released_at.is_(None)))
+    following = session.scalar(
+        select(func.count()).select_from(Job).where(Job.follows_job_id.is_not(None), Job.state == int(JobState.QUEUED))
+    )
+    cancelling = session.scalar(
+        select(func.count()).select_from(Job).where(sql.IS_IN_FLIGHT, Job.cancel_requested.is_(True))
+    )
+    return FarmCounts(int(quarantined or 0), int(following or 0), int(cancelling or 0))
 
 
 def factory_counts(session: Session, now: datetime) -> tuple[int, int, int]:

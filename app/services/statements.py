@@ -23,6 +23,9 @@ from app.domain.states import DELETABLE, DELETED, IN_FLIGHT, TERMINAL
 # psycopg 3's prepared (generic) plans and SQLite both fall back to scanning the backlog.
 IS_QUEUED = Job.state == literal_column("0")
 IS_IN_FLIGHT = Job.state.in_([literal_column("1"), literal_column("2")])
+# Followers of a cached conversion (app.services.result_cache) are QUEUED but never claimed; the
+# claim index leaves them out with the same literal predicate.
+NOT_FOLLOWING = Job.follows_job_id.is_(None)
 # The other predicates are bound parameters: no partial index depends on them.
 IS_DELETED = Job.state == DELETED
 IS_VISIBLE = Job.state != DELETED  # every state a client or an operator may see
@@ -71,7 +74,7 @@ def head_query(pair: tuple[str, str], workers: Sequence[WorkerSpec]):  # type: i
     # order that stops at the first acceptable row; nothing is sorted.
     return (
         select(Job.id)
-        .where(IS_QUEUED, Job.application == pair[0], Job.version == pair[1])
+        .where(IS_QUEUED, NOT_FOLLOWING, Job.application == pair[0], Job.version == pair[1])
         .where(worker_filter(workers))
         .order_by(Job.submitted_at, Job.id)
         .limit(1)
@@ -106,7 +109,7 @@ def head_claim_update(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is
 
 def job_claim_update(job_id: int, pair: tuple[str, str], workers: Sequence[WorkerSpec], is_pg: bool):  # type: ignore[no-untyped-def]
     """Claim that one job, if QUEUED and acceptable to these workers (the push factory)."""
-    target = select(Job.id).where(Job.id == job_id, IS_QUEUED).where(
+    target = select(Job.id).where(Job.id == job_id, IS_QUEUED, NOT_FOLLOWING).where(
         Job.application == pair[0], Job.version == pair[1], worker_filter(workers)
     )
     return claim_update(target, is_pg)

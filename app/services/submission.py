@@ -19,9 +19,9 @@ from app.db.models import Content, Job
 from app.domain.errors import BadArgument, NotFound, NotOwner, NotServed
 from app.domain.matching import DOCTYPES, FORMATS, WorkerSpec, doctype_of, matching_workers, validate_pages
 from app.domain.states import JobState
-from app.services import admin, callbacks
+from app.services import admin, callbacks, counters, quarantine, result_cache
 from app.services.documents import check_size, store_checked
-from app.services.ports import Mirror
+from app.services.ports import Mirror, Notifier
 
 
 def upload(
@@ -85,6 +85,9 @@ def convert(
     success_url: str | None = None,
     failure_url: str | None = None,
     allow_private_callbacks: bool = False,
+    no_cache: bool = False,
+    notifier: Notifier | None = None,
+    share_across_clients: bool = False,
 ) -> Job:
     """SOAP contentConvert: check the callback URLs, find the client's upload, then `submit` it."""
     for url in (success_url, failure_url):
@@ -99,6 +102,7 @@ def convert(
         session, now, mirror, client_id=client_id, content=content, application=application, version=version,
         fmt=fmt, page_start=page_start, page_end=page_end, max_attempts=max_attempts,
         success_url=success_url, failure_url=failure_url,
+        no_cache=no_cache, notifier=notifier, share_across_clients=share_across_clients,
     )
 
 
@@ -117,15 +121,38 @@ def submit(
     max_attempts: int = 3,
     success_url: str | None = None,
     failure_url: str | None = None,
+    no_cache: bool = False,
+    notifier: Notifier | None = None,
+    share_across_clients: bool = False,
 ) -> Job:
-    """Queue a conversion an enabled registered factory serves (NotServed otherwise)."""
+    """Queue a conversion an enabled registered factory serves (NotServed otherwise).
+
+    A quarantined document is refused (Quarantined). Unless `no_cache`, the result cache is asked
+    first (app.services.result_cache): a COMPLETE job with the same key completes this one at once
+    (nothing is published), a QUEUED or in-flight one is followed (nothing is published either)."""
     application, version, fmt = (application or "").strip(), (version or "").strip(), (fmt or "").strip().lower()
     require_served(admin.served_targets(session), application, version, content.doctype, fmt)
-    return enqueue(
-        session, now, mirror, client_id=client_id, content=content, application=application, version=version,
+    sha = result_cache.content_sha256(session, content)
+    quarantine.check(session, sha)
+    job = new_job(
+        client_id=client_id, content=content, application=application, version=version,
         fmt=fmt, page_start=page_start, page_end=page_end, max_attempts=max_attempts,
-        success_url=success_url, failure_url=failure_url,
+        success_url=success_url, failure_url=failure_url, now=now,
     )
+    job.cache_key = result_cache.cache_key(sha, job.application, job.version, job.format, job.page_start, job.page_end)
+    hit = None if no_cache else result_cache.lookup(session, job.cache_key, client_id, across_clients=share_across_clients)
+    if hit is not None and not hit.complete:
+        job.follows_job_id = hit.leader_id
+    session.add(job)
+    session.flush()
+    if hit is None:
+        _publish(session, mirror, job)
+    elif hit.complete:
+        result_cache.complete_from_cache(session, now, notifier, job, hit, content.filename)
+        counters.bump(session, counters.CACHE_HITS)
+    else:
+        counters.bump(session, counters.CACHE_FOLLOWS)
+    return job
 
 
 def enqueue(
@@ -146,6 +173,40 @@ def enqueue(
 ) -> Job:
     """Insert the QUEUED job and publish its message after the commit, with the argument rules
     but no rule about factories (`submit` adds it; seeding tools and tests call this directly)."""
+    job = new_job(
+        client_id=client_id, content=content, application=application, version=version, fmt=fmt, page_start=page_start,
+        page_end=page_end, max_attempts=max_attempts, success_url=success_url, failure_url=failure_url, now=now,
+    )
+    # Recorded so that a later submission may share this job's result.
+    job.cache_key = result_cache.cache_key(
+        result_cache.content_sha256(session, content), job.application, job.version, job.format, job.page_start, job.page_end
+    )
+    session.add(job)
+    session.flush()
+    _publish(session, mirror, job)
+    return job
+
+
+def _publish(session: Session, mirror: Mirror, job: Job) -> None:
+    job_id, application, version = job.id, job.application, job.version
+    after_commit(session, lambda: mirror.publish(job_id, application, version))
+
+
+def new_job(
+    *,
+    client_id: int,
+    content: Content,
+    application: str,
+    version: str,
+    fmt: str,
+    page_start: int,
+    page_end: int,
+    max_attempts: int,
+    success_url: str | None,
+    failure_url: str | None,
+    now: datetime,
+) -> Job:
+    """A QUEUED job (not added to the session) after the argument rules."""
     application, version, fmt = application.strip(), version.strip(), (fmt or "").strip().lower()
     if not application or not version:
         raise BadArgument("application and version are required")
@@ -155,7 +216,7 @@ def enqueue(
         validate_pages(page_start, page_end)
     except ValueError as exc:
         raise BadArgument(str(exc)) from None
-    job = Job(
+    return Job(
         guid=str(uuid.uuid4()),
         client_id=client_id,
         content_id=content.id,
@@ -172,9 +233,5 @@ def enqueue(
         max_attempts=max_attempts,
         success_url=success_url or None,
         failure_url=failure_url or None,
+        cancel_requested=False,
     )
-    session.add(job)
-    session.flush()
-    job_id = job.id
-    after_commit(session, lambda: mirror.publish(job_id, application, version))
-    return job

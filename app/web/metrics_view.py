@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from app.domain.states import JobState
 from app.services import counters
 from app.services.admin import served_pairs
-from app.services.ops_views import ACTIVE_WINDOW, factory_counts, job_stats
+from app.services.ops_views import ACTIVE_WINDOW, factory_counts, farm_counts, job_stats
 from app.services.runtime import Runtime
 
 log = logging.getLogger("convhub.metrics")
@@ -80,6 +80,7 @@ class DatabaseCollector(Collector):
                 pairs = served_pairs(s)  # explicit zeros, so alerts never see 'absent'
                 registered, disabled, active = factory_counts(s, now)
                 totals = counters.read_all(s)
+                farm = farm_counts(s)
         except Exception:  # noqa: BLE001 - a scrape must answer; the failure is itself a metric
             log.warning("metrics: database query failed", exc_info=True)
             up.add_metric([], 0)
@@ -122,10 +123,24 @@ class DatabaseCollector(Collector):
         act.add_metric([], active)
         yield act
 
+        # Farm policy, counts only: no client, document or factory names.
+        for name, help_text, value in (
+            ("convhub_quarantined_documents", "Documents quarantined now (not released)", farm.quarantined),
+            ("convhub_jobs_following", "QUEUED jobs following an identical conversion (result cache)", farm.following),
+            ("convhub_jobs_cancel_requested", "In-flight jobs whose client asked to cancel them", farm.cancel_requested),
+        ):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], value)
+            yield gauge
+
         # Events of the Celery workers, counted in the database (see app/services/counters.py).
         for name, help_text in (
             (counters.LEASES_EXPIRED, "Leases reclaimed after expiry (all processes)"),
             (counters.CALLBACK_FAILURES, "Callback deliveries that failed (all processes)"),
+            (counters.CACHE_HITS, "Submissions completed at once from the result cache"),
+            (counters.CACHE_FOLLOWS, "Submissions that followed an identical queued or running conversion"),
+            (counters.QUARANTINED, "Documents quarantined (failed permanently or hung on 2 factories)"),
+            (counters.CANCELLED, "Cancellations accepted"),
         ):
             total = CounterMetricFamily(f"convhub_{name}", help_text)
             total.add_metric([], totals.get(name, 0))

@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_templ
 
 from app.domain.errors import NotFound
 from app.domain.states import IN_FLIGHT, JobState
-from app.services import admin, ops_views
+from app.services import admin, ops_views, quarantine
 from app.services.runtime import Runtime
 from app.web import metrics_view, trends_view
 
@@ -227,7 +227,23 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
         if ref:
             return redirect(url_for("ops.job", ref=ref))
         data = _snapshot(rt)
-        return render_template("ops/index.html", data=data, refresh_ms=_refresh_ms(), trends=trends.for_page(request))
+        return render_template(
+            "ops/index.html", data=data, refresh_ms=_refresh_ms(), trends=trends.for_page(request), csrf=csrf_token(rt)
+        )
+
+    @bp.post("/ops/quarantine/<sha256>/release")
+    def release(sha256: str):  # type: ignore[no-untyped-def]
+        # Operator credentials (before_request) and CSRF-safe: the page's token, and same origin.
+        refused = _refuse_cross_site(rt)
+        if refused is not None:
+            return refused
+        try:
+            with rt.db.session() as s:
+                quarantine.release(s, rt.now(), sha256)
+        except NotFound:
+            return Response("Not quarantined.\n", status=404, mimetype="text/plain")
+        log.info("ops: content %s released from quarantine by %s", sha256[:64], g.get("convhub_actor", "operator"))
+        return redirect(url_for("ops.index") + "#quarantine", code=303)
 
     @bp.get("/ops/data.json")
     def data_json():  # type: ignore[no-untyped-def]
@@ -247,6 +263,27 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
 
     trends = trends_view.register(bp, rt)  # /ops/trends and the section's context
     return bp
+
+
+def csrf_token(rt: Runtime) -> str:
+    """The ops page's form token: a keyed hash of the operator's credentials, unreadable cross-site."""
+    key = (rt.settings.operator_password or "").encode("utf-8")
+    return hmac.new(key, f"convhub-ops-form:{rt.settings.operator_user}".encode(), "sha256").hexdigest()
+
+
+def _refuse_cross_site(rt: Runtime) -> Response | None:
+    """403 unless the form carries the page's token and the browser says it comes from this origin."""
+    token = request.form.get("csrf", "")
+    if not hmac.compare_digest(token.encode("utf-8"), csrf_token(rt).encode("utf-8")):
+        return Response("Missing or wrong form token.\n", status=403, mimetype="text/plain")
+    here = request.host_url.rstrip("/")
+    origin = request.headers.get("Origin")
+    referer = request.headers.get("Referer")
+    if origin is not None and origin.rstrip("/") != here:
+        return Response("Cross-origin request refused.\n", status=403, mimetype="text/plain")
+    if origin is None and referer and not (referer == here or referer.startswith(here + "/")):
+        return Response("Cross-origin request refused.\n", status=403, mimetype="text/plain")
+    return None
 
 
 def human_duration(seconds: int) -> str:
@@ -279,6 +316,8 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         oldest = ops_views.oldest_waiting(s, now, LIST_LIMIT)
         failures = ops_views.recent_failures(s, LIST_LIMIT)
         registered, disabled, active = ops_views.factory_counts(s, now)
+        farm = ops_views.farm_counts(s)
+        held = quarantine.listing(s, limit=LIST_LIMIT)
     states = [st.name for st in JobState]
     pairs: dict[tuple[str, str], dict[str, object]] = {}
     totals = dict.fromkeys(states, 0)
@@ -307,4 +346,8 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         "inFlight": sum(totals[st.name] for st in IN_FLIGHT),
         "oldestWaiting": oldest,
         "recentFailures": failures,
+        "farm": {"quarantined": farm.quarantined, "following": farm.following, "cancelRequested": farm.cancel_requested},
+        "quarantined": [
+            {"sha256": q.sha256, "reason": q.reason, "factories": list(q.factories), "since": _iso(q.since)} for q in held
+        ],
     }

@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from spyne import (
         Application,
+        Boolean,
         ByteArray,
         ComplexModel,
         DateTime,
@@ -34,6 +35,7 @@ with warnings.catch_warnings():
 
 __all__ = [
     "Application",
+    "Boolean",
     "ByteArray",
     "ComplexModel",
     "DateTime",

@@ -99,13 +99,19 @@ def _per_state(
 
 def _delete_one(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
     with rt.db.session() as s:
-        client_views.delete_one(s, rt.now(), who.id, job_id)
+        client_views.delete_one(s, rt.now(), who.id, job_id, mirror=rt.mirror)
+    return ()
+
+
+def _cancel(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
+    with rt.db.session() as s:
+        client_views.cancel_one(s, rt.now(), who.id, job_id, mirror=rt.mirror)
     return ()
 
 
 def _delete_range(rt: Runtime, who: ClientIdentity, start: datetime, end: datetime | None) -> tuple[Any, ...]:
     with rt.db.session() as s:
-        done = client_views.delete_range(s, rt.now(), who.id, _utc(start), _utc(end))  # type: ignore[arg-type]
+        done = client_views.delete_range(s, rt.now(), who.id, _utc(start), _utc(end), mirror=rt.mirror)  # type: ignore[arg-type]
     return (done.deleted, done.skipped)
 
 
@@ -135,6 +141,7 @@ def _convert(
     page_end: int | None,
     success_url: str | None,
     failure_url: str | None,
+    no_cache: bool | None = None,
 ) -> tuple[Any, ...]:
     with rt.db.session() as s:
         job = submission.convert(
@@ -152,6 +159,9 @@ def _convert(
             success_url=success_url or None,
             failure_url=failure_url or None,
             allow_private_callbacks=rt.settings.callback_allow_private,
+            no_cache=bool(no_cache),
+            notifier=rt.notifier,
+            share_across_clients=rt.settings.share_results_across_clients,
         )
         return (job.id,)
 
@@ -159,7 +169,10 @@ def _convert(
 def _status(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
     with rt.db.read_session() as s:
         j = client_views.status_of(s, who.id, job_id)
-    return (j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason)
+    return (
+        j.id, j.guid, j.state, j.application, j.version, j.format, j.submitted_at, j.updated_at, j.attempts, j.failure_reason,
+        j.cached_from,
+    )
 
 
 def _result(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:
@@ -196,6 +209,7 @@ BODIES: dict[str, Body] = {
     "getContentConvertStatus": _status,
     schema.OPERATION_RESULT: _result,
     "getConversionTargets": _targets,
+    "cancelContentConversion": _cancel,
 }
 
 

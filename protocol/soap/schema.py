@@ -19,11 +19,12 @@ from app.domain.errors import (
     ConvhubError,
     NotFound,
     NotOwner,
+    Quarantined,
     TooLarge,
     Unavailable,
 )
 
-from .compat import ByteArray, ComplexModel, DateTime, Integer, Long, Unicode
+from .compat import Boolean, ByteArray, ComplexModel, DateTime, Integer, Long, Unicode
 
 NS = "http://www.yospace.com/tundra/ContentService/"
 PATH = "/cds-controller/contentService"
@@ -33,6 +34,7 @@ BAD_CLIENT_APPLICATION_CREDENTIALS = 501
 BAD_JOB_ID = 508
 BAD_JOB_STATE = 518
 CLIENT_APPLICATION_DOES_NOT_OWN_JOB = 532
+CONTENT_QUARANTINED = 541  # [ext] SPEC "Farm policy"
 GENERAL_ERROR = 599
 
 # Domain error -> status code: the one table. Subclasses are matched in order.
@@ -41,6 +43,7 @@ STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
     (NotFound, BAD_JOB_ID),
     (BadJobState, BAD_JOB_STATE),
     (NotOwner, CLIENT_APPLICATION_DOES_NOT_OWN_JOB),
+    (Quarantined, CONTENT_QUARANTINED),
     (BadArgument, GENERAL_ERROR),  # NotServed included
     (TooLarge, GENERAL_ERROR),
     (Unavailable, GENERAL_ERROR),
@@ -178,6 +181,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("pageEnd", _opt(Integer)),
             ("successUrl", _opt(Unicode)),
             ("failureUrl", _opt(Unicode)),
+            ("noCache", _opt(Boolean)),  # [ext] result cache opt-out
         ),
         outs=(("jobId", _opt(Long)),),
     ),
@@ -195,6 +199,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("updated", _opt(DateTime)),
             ("attempts", _opt(Integer)),
             ("failureReason", _opt(Unicode)),
+            ("cachedFrom", _opt(Long)),  # [ext] the jobId whose result this job shares
         ),
     ),
     Op(
@@ -203,4 +208,5 @@ OPERATIONS: tuple[Op, ...] = (
         outs=(("format", _opt(Unicode)), ("filename", _opt(Unicode)), ("content", _many(ByteArray))),
     ),
     Op("getConversionTargets", ins=_ins(), outs=(("conversionTarget", _many(ConversionTarget)),)),
+    Op("cancelContentConversion", ins=_ins(("jobId", _in(Long))), outs=()),  # [ext] SPEC "Farm policy"
 )

@@ -34,7 +34,7 @@ class Context:
 @dataclass(frozen=True)
 class Arg:
     name: str
-    kind: str  # "string" | "document" | "array"
+    kind: str  # "string" | "document" | "array" | "boolean"
     optional: bool = False
     max_chars: int = 1024
 
@@ -53,7 +53,7 @@ class Method:
         return f"{self.name}({', '.join(req)}{''.join(f'[, {o}]' for o in opt)})"
 
     def signatures(self) -> list[list[str]]:
-        wire_type = {"string": "string", "document": "string", "array": "array"}
+        wire_type = {"string": "string", "document": "string", "array": "array", "boolean": "boolean"}
         required = [wire_type[a.kind] for a in self.args if not a.optional]
         sigs = [[self.returns, *required]]
         for a in self.args:
@@ -97,6 +97,10 @@ def check_args(m: Method, params: list[Any]) -> list[Any]:
                 out.append(v)
             else:
                 raise BadArgument(f"argument {a.name} of {m.name} must be base64 text (string or base64), got {_type_name(v)}")
+        elif a.kind == "boolean":
+            if not isinstance(v, bool):
+                raise BadArgument(f"argument {a.name} of {m.name} must be a boolean, got {_type_name(v)}")
+            out.append(v)
         elif a.kind == "array":
             if not isinstance(v, list):
                 raise BadArgument(f"argument {a.name} of {m.name} must be an array, got {_type_name(v)}")
@@ -182,15 +186,19 @@ def jobs_extend(ctx: Context, factory_name: str, job: str, lease: str | None = N
     rt = ctx.rt
     owner = _own_name(ctx, factory_name)
     with rt.db.session() as s:
-        ext = leases.extend(s, rt.now(), rt.policy, guid=job, owner=owner, token=lease)
+        ext = leases.extend(s, rt.now(), rt.policy, guid=job, owner=owner, token=lease, notifier=rt.notifier, mirror=rt.mirror)
     return {"leaseExpires": ext.lease_expires, "cancelled": ext.cancelled}
 
 
-def jobs_fail(ctx: Context, factory_name: str, job: str, reason: str, lease: str | None = None) -> dict[str, Any]:
+def jobs_fail(
+    ctx: Context, factory_name: str, job: str, reason: str, lease: str | None = None, permanent: bool | None = None
+) -> dict[str, Any]:
     rt = ctx.rt
     owner = _own_name(ctx, factory_name)
     with rt.db.session() as s:
-        state = leases.fail(s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=owner, token=lease, reason=reason)
+        state = leases.fail(
+            s, rt.now(), rt.policy, rt.notifier, rt.mirror, guid=job, owner=owner, token=lease, reason=reason, permanent=bool(permanent)
+        )
     metrics.FAILED_ATTEMPTS.inc()
     return {"jobStatus": int(state)}
 
@@ -262,9 +270,11 @@ METHODS: dict[str, Method] = {
                "Upload the converted document (base64 string or base64) and complete the job; returns the result GUID.",
                jobs_finish),
         Method("jobs.extend", (_NAME, _JOB, _LEASE), "struct", "Renew the lease (capped per attempt) and mark the job "
-               "PROCESSING; returns {leaseExpires, cancelled}. cancelled=true: the cap is reached, no further renewal.", jobs_extend),
-        Method("jobs.fail", (_NAME, _JOB, Arg("reason", "string", max_chars=wire.SPILL_AT), _LEASE), "struct",
-               "Give the job back without a result: counts one attempt; returns {jobStatus} (0 = queued again, 4 = failed).",
+               "PROCESSING; returns {leaseExpires, cancelled}. cancelled=true: stop; the cap is reached (no further renewal) "
+               "or the client cancelled the job (it has ended; finish and fail are refused).", jobs_extend),
+        Method("jobs.fail", (_NAME, _JOB, Arg("reason", "string", max_chars=wire.SPILL_AT), _LEASE, Arg("permanent", "boolean", optional=True)),
+               "struct", "Give the job back without a result: counts one attempt; returns {jobStatus} (0 = queued again, "
+               "4 = failed). permanent=true: the document itself cannot be converted, the job fails at once.",
                jobs_fail),
         Method("system.listMethods", (), "array", "The names of the methods this server offers.", list_methods),
         Method("system.methodHelp", (Arg("method_name", "string"),), "string", "Help text for a method.", method_help),

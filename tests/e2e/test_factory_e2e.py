@@ -157,7 +157,12 @@ class Server:
         return secret
 
     def submit(self, path: Path, application: str, version: str, fmt: str) -> int:
-        out = self.cli("jobs", "submit", str(path), "--client", CLIENT, "--application", application, "--version", version, "--format", fmt)
+        # These tests are about factories converting: every submission is converted (the same document is
+        # submitted again and again), not answered from the result cache (tests/integration/test_farm_cache.py).
+        out = self.cli(
+            "jobs", "submit", str(path), "--client", CLIENT, "--application", application, "--version", version, "--format", fmt,
+            "--no-cache",
+        )
         assert " QUEUED on convert." in out, out
         return int(out.split()[1])
 

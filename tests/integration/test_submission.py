@@ -66,3 +66,58 @@ def test_cli_submit_applies_the_same_rule(tmp_path, monkeypatch, capsys):  # typ
     assert main(["factories", "add", "f1", "--secret", "factory-secret-1", "--worker", "LibreOffice Writer|7.4|odt|pdf"]) == 0
     assert main(argv) == 0
     assert " QUEUED on convert.libreoffice-writer.7-4" in capsys.readouterr().out
+
+
+def test_cli_cache_cancel_and_quarantine_commands(tmp_path, monkeypatch, capsys):  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from app.config import load_settings
+    from app.runtime import build_runtime
+    from app.services import quarantine
+    from app.services.ports import NullNotifier
+
+    db_url = f"sqlite:///{tmp_path / 'convhub.db'}"
+    upgrade(db_url)
+    for key, value in {
+        "CONVHUB_DATA_DIR": str(tmp_path / "var"),
+        "CONVHUB_DATABASE_URL": db_url,
+        "CONVHUB_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    doc = tmp_path / "doc.odt"
+    doc.write_bytes(b"PK\x03\x04 odt")
+    assert main(["clients", "add", "petshow", "--secret", "a-long-enough-secret"]) == 0
+    assert main(["factories", "add", "f1", "--secret", "factory-secret-1", "--worker", "LibreOffice Writer|7.4|odt|pdf"]) == 0
+    argv = ["jobs", "submit", str(doc), "--client", "petshow", "--application", "LibreOffice Writer", "--version", "7.4"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "job 1 " in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "QUEUED, following job 1" in capsys.readouterr().out
+    assert main([*argv, "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("job 3 (") and " QUEUED on convert.libreoffice-writer.7-4" in out
+
+    assert main(["jobs", "cancel", "3"]) == 0
+    assert "job 3 cancelled" in capsys.readouterr().out
+    assert main(["jobs", "cancel", "3"]) == 1
+    assert capsys.readouterr().err == "convhub: no job '3'\n"  # removed: as by delete
+
+    sha = hashlib.sha256(doc.read_bytes()).hexdigest()
+    rt = build_runtime(load_settings(), broker=False)
+    try:
+        with rt.db.session() as s:
+            quarantine.quarantine(s, rt.now(), NullNotifier(), sha, reason="hung (on 2 factories)", factories=["f1", "f2"])
+    finally:
+        rt.close()
+    assert main(["content", "quarantined"]) == 0
+    out = capsys.readouterr().out
+    assert sha in out and "f1,f2" in out and "hung (on 2 factories)" in out
+    assert main(argv) == 1
+    assert "quarantined" in capsys.readouterr().err
+    assert main(["content", "release", sha]) == 0
+    assert f"content {sha} released" in capsys.readouterr().out
+    assert main(["content", "release", sha]) == 1
+    assert main(["content", "quarantined"]) == 0
+    assert sha not in capsys.readouterr().out
+    assert main([*argv, "--no-cache"]) == 0

@@ -22,6 +22,7 @@ from protocol.soap import operations
         (errors.BadArgument(), 599),
         (errors.TooLarge(), 599),
         (errors.Unavailable(), 599),
+        (errors.Quarantined(), 541),  # [ext] SPEC "Farm policy"
         (errors.LeaseNotHeld(), None),  # a factory-side error: not expected here, answered 599 by _call
         (ValueError(), None),
     ],
@@ -31,7 +32,10 @@ def test_status_table(exc, code):
 
 
 def test_only_seed_codes_are_used():
-    assert {code for _, code in soap.STATUS} <= {200, 501, 508, 518, 532, 599}
+    # The seed's codes, plus the SPEC's "Farm policy" extension codes for their own errors only.
+    extensions = {errors.Quarantined: 541}
+    assert {code for cls, code in soap.STATUS if cls not in extensions} <= {200, 501, 508, 518, 532, 599}
+    assert {(cls, code) for cls, code in soap.STATUS if cls in extensions} == set(extensions.items())
 
 
 @pytest.mark.parametrize(
@@ -64,6 +68,7 @@ def test_all_operations_in_one_service_with_seed_message_names():
         "getContentConvertStatus",
         "getContentConvertResult",
         "getConversionTargets",
+        "cancelContentConversion",  # [ext] SPEC "Farm policy"
     }
     for name, d in methods.items():
         assert d.in_message.get_type_name() == f"{name}Request"

@@ -52,6 +52,15 @@ def test_arity_and_type_messages_name_the_argument():
 
 def test_signatures_cover_the_optional_lease():
     assert methods.METHODS["jobs.fail"].signatures() == [
-        ["struct", "string", "string", "string"], ["struct", "string", "string", "string", "string"]
+        ["struct", "string", "string", "string"], ["struct", "string", "string", "string", "string"],
+        ["struct", "string", "string", "string", "string", "boolean"],  # [ext] permanent
     ]
+
+
+def test_fail_takes_an_optional_boolean_permanent():
+    fail = methods.METHODS["jobs.fail"]
+    assert methods.check_args(fail, ["f", "g", "bad", "l", True]) == ["f", "g", "bad", "l", True]
+    assert methods.check_args(fail, ["f", "g", "bad", "l", None]) == ["f", "g", "bad", "l", None]
+    with pytest.raises(errors.BadArgument, match="permanent of jobs.fail must be a boolean"):
+        methods.check_args(fail, ["f", "g", "bad", "l", "yes"])
     assert methods.METHODS["system.listMethods"].signatures() == [["array"]]

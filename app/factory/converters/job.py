@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConversionError
+from ..errors import ConversionError, DocumentRejected
 from .base import DEFAULT_FORMAT, DOCTYPES, FORMATS
 
 ODF_MIMETYPES = {
@@ -19,6 +19,9 @@ ODF_MIMETYPES = {
     "ods": "application/vnd.oasis.opendocument.spreadsheet",
     "odp": "application/vnd.oasis.opendocument.presentation",
 }
+# ODF text-web (.oth): a Writer text document whose package says "text-web". LibreOffice would load
+# it as a Writer/Web document; the converters re-label it a text document and convert it with Writer.
+TEXT_WEB_MIMETYPE = "application/vnd.oasis.opendocument.text-web"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def parse_job(job: Mapping[str, Any]) -> Job:
     """Validate a poll struct. ``document`` may be base64 text (as polled), bytes or an xmlrpc Binary."""
     doctype = str(job.get("doctype") or "").lower()
     if doctype not in DOCTYPES:
-        raise ConversionError(f"unsupported doctype {doctype!r}")
+        raise DocumentRejected(f"unsupported doctype {doctype!r}")
     fmt = str(job.get("format") or "").lower() or DEFAULT_FORMAT
     if fmt not in FORMATS:
         raise ConversionError(f"unsupported format {fmt!r}")
@@ -103,14 +106,40 @@ def _document_bytes(doc: object) -> bytes:
     raise ConversionError(f"unexpected document type {type(doc).__name__}")
 
 
-def check_odf(data: bytes, doctype: str) -> None:
-    """Refuse anything that is not an ODF package of the job's doctype, before a renderer sees it."""
-    expected = ODF_MIMETYPES[doctype]
+def odf_mimetype(data: bytes, doctype: str) -> str:
+    """The package's mimetype; DocumentRejected (permanent) when it is not an ODF package at all."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            mimetype = zf.read("mimetype").decode("ascii", "replace").strip()
+            return zf.read("mimetype").decode("ascii", "replace").strip()
     except (zipfile.BadZipFile, KeyError, OSError, ValueError):
-        raise ConversionError(f"the document is not an ODF package ({doctype})") from None
-    # Templates and masters (…text-template, …text-master) load the same way.
+        raise DocumentRejected(f"the document is not an ODF package ({doctype})") from None
+
+
+def check_odf(data: bytes, doctype: str) -> None:
+    """Refuse anything that is not an ODF package of the job's doctype, before a renderer sees it.
+    Both refusals are permanent: no other attempt or factory can do better."""
+    expected = ODF_MIMETYPES[doctype]
+    mimetype = odf_mimetype(data, doctype)
+    # Templates and masters (…text-template, …text-master) load the same way; so does text-web
+    # once re-labelled (as_writer_text).
     if not mimetype.startswith(expected):
-        raise ConversionError(f"the document is {mimetype or 'unknown'}, not {doctype}")
+        raise DocumentRejected(f"the document is {mimetype or 'unknown'}, not {doctype}")
+
+
+def as_writer_text(data: bytes) -> bytes:
+    """An ODF text-web package re-labelled as an ODF text document (mimetype entry and manifest root),
+    so LibreOffice loads it with Writer; any other package is returned unchanged."""
+    if odf_mimetype(data, "odt") != TEXT_WEB_MIMETYPE:
+        return data
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        # The mimetype entry comes first and is stored uncompressed (ODF 1.2, part 3, 3.3).
+        dst.writestr(zipfile.ZipInfo("mimetype"), ODF_MIMETYPES["odt"], compress_type=zipfile.ZIP_STORED)
+        for info in src.infolist():
+            if info.filename == "mimetype":
+                continue
+            body = src.read(info.filename)
+            if info.filename == "META-INF/manifest.xml":
+                body = body.replace(TEXT_WEB_MIMETYPE.encode(), ODF_MIMETYPES["odt"].encode())
+            dst.writestr(info, body)
+    return out.getvalue()

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ConversionError, ConversionTimeout
+from ..errors import ConfigError, ConversionError, ConversionTimeout, DocumentRejected
 from ..office import OfficePool
 from .base import DEFAULT_TIMEOUT, FORMATS, Converter, WorkerSpec, worker_spec
 from .command import run_command
-from .job import Job, check_odf, parse_job
+from .job import Job, as_writer_text, check_odf, parse_job
 
 DEFAULT_PNG_DPI = 96
 
@@ -110,12 +110,13 @@ class LibreOfficeConverter(Converter):
     ) -> tuple[str, bytes]:
         spec = parse_job(job)
         check_odf(spec.document, spec.doctype)
+        document = as_writer_text(spec.document) if spec.doctype == "odt" else spec.document
         timeout = deadline_seconds if deadline_seconds is not None else self.timeout
         deadline = time.monotonic() + timeout
         _name, service, pdf_filter, odf_filter = _LO_DOCS[spec.doctype]
         with tempfile.TemporaryDirectory(prefix="job-", dir=self.pool.workdir) as tmp:
             src = Path(tmp) / f"document.{spec.doctype}"
-            src.write_bytes(spec.document)
+            src.write_bytes(document)
             request: dict[str, Any]
             if spec.format == "odf":
                 out = Path(tmp) / f"result.{spec.doctype}"
@@ -140,7 +141,9 @@ class LibreOfficeConverter(Converter):
                 # Report the job's limit, not what was left of it when LibreOffice got the job.
                 raise ConversionTimeout(f"LibreOffice did not finish within {timeout:g} s") from None
             if not reply.get("ok"):
-                raise ConversionError(self._explain(reply, spec, page_range))
+                # A document LibreOffice cannot load, or that loads as another kind, is permanent.
+                error = DocumentRejected if reply.get("permanent") else ConversionError
+                raise error(self._explain(reply, spec, page_range))
             if not out.is_file() or out.stat().st_size == 0:
                 raise ConversionError("LibreOffice produced no output")
             if spec.format == "png":

@@ -10,7 +10,7 @@ import pytest
 
 from app.factory.backoff import Backoff
 from app.factory.converters import Converter, WorkerSpec
-from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout
+from app.factory.errors import ConversionCancelled, ConversionError, ConversionTimeout, DocumentRejected
 from app.factory.heartbeat import Heartbeat, heartbeat_interval
 from app.factory.runner import FactoryRunner
 from app.factory.xmlrpc_client import make_proxy, parse_lease_expires, xmlrpc_url
@@ -157,7 +157,26 @@ def test_backoff_doubles_to_thirty_and_resets():
     ],
 )
 def test_heartbeat_interval(expires, lease, expected):
+    # The third-of-the-lease rule, without the default 30 s ceiling (tested below).
+    assert heartbeat_interval(expires, NOW, lease, maximum=float("inf")) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "expires, lease, expected",
+    [
+        (NOW + 300, 300, 30),  # a fresh five-minute lease: every 30 s, so a cancellation is seen within 30 s
+        (None, 300, 30),
+        (NOW + 30, 300, 10),  # a third of what is left is shorter
+        (None, 60, 20),  # a third of a short lease is shorter
+        (NOW - 5, 300, 0.5),
+    ],
+)
+def test_heartbeat_interval_is_at_most_30_s_by_default(expires, lease, expected):
     assert heartbeat_interval(expires, NOW, lease) == pytest.approx(expected)
+
+
+def test_heartbeat_interval_ceiling_is_configurable():
+    assert heartbeat_interval(NOW + 300, NOW, 300, maximum=5) == pytest.approx(5)
 
 
 def test_parse_lease_expires_forms():
@@ -233,6 +252,26 @@ def test_conversion_error_fails_job_with_one_line(error):
     assert args == ("fac", "guid-1", error.reason, "lease-1")
     assert "\n" not in args[2]
     assert not jobs.named("finish")
+
+
+@pytest.mark.parametrize(
+    "error", [DocumentRejected("the document is not an ODF package (odt)"), ConversionError("no such page", permanent=True)]
+)
+def test_permanent_conversion_error_is_reported_permanent(error):
+    def boom(job, cancel):
+        raise error
+
+    jobs = FakeJobs(polls=[make_job()])
+    runner, _ = runner_for(jobs, FakeConverter(boom), once=True)
+    runner.run(install_signals=False)
+    (args,) = jobs.named("fail")
+    assert args == ("fac", "guid-1", error.reason, "lease-1", True)
+
+
+def test_permanent_flag_needs_the_lease_argument_before_it():
+    jobs = FakeJobs()
+    XmlRpcLeaseClient(FakeProxy(jobs), "fac").fail("guid-1", None, reason="bad", permanent=True)
+    assert jobs.named("fail") == [("fac", "guid-1", "bad")]  # no lease to put before it: not sent
 
 
 def test_unexpected_converter_exception_fails_job():
@@ -343,11 +382,30 @@ def test_heartbeat_waits_a_third_of_the_remaining_lease():
     def wait(seconds):
         waits.append(seconds)
 
-    hb = Heartbeat(XmlRpcLeaseClient(FakeProxy(jobs), "fac"), "g", "l", NOW + 300, clock=lambda: clock[0], wait=wait)
+    # The third-of-the-lease rule without the default 30 s ceiling (tested below).
+    hb = Heartbeat(
+        XmlRpcLeaseClient(FakeProxy(jobs), "fac"), "g", "l", NOW + 300, clock=lambda: clock[0], wait=wait, max_interval=float("inf")
+    )
     hb._run()  # synchronously: ends when the server says cancelled
     assert waits == [pytest.approx(100), pytest.approx(30), pytest.approx(30)]
     assert hb.lost.is_set() and "cancelled" in hb.reason
     assert len(jobs.named("extend")) == 4
+
+
+def test_heartbeat_extends_at_least_every_30_s_by_default_and_sees_a_cancellation():
+    waits = []
+    jobs = FakeJobs(
+        extends=[
+            {"leaseExpires": iso(NOW + 300), "cancelled": False},
+            {"leaseExpires": iso(NOW + 300), "cancelled": True},  # the client cancelled the job
+        ]
+    )
+    cancel = threading.Event()
+    hb = Heartbeat(XmlRpcLeaseClient(FakeProxy(jobs), "fac"), "g", "l", NOW + 300, clock=lambda: NOW, wait=waits.append, cancel=cancel)
+    hb._run()  # beats at once, then every wait; it ends with the extend answered cancelled
+    assert waits and waits == [pytest.approx(30)] * len(waits)
+    assert len(jobs.named("extend")) == len(waits) + 1 == 2
+    assert hb.cancelled.is_set() and cancel.is_set() and hb.lost.is_set()
 
 
 def test_sigterm_finishes_job_in_hand_then_exits_zero():

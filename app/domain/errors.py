@@ -10,6 +10,7 @@
     ├── BadJobState          (518)
     ├── NotOwner             (532)
     ├── TooLarge             (413)
+    ├── ClientQueueFull      (SOAP 540, with retryAfterSeconds)
     └── Unavailable          (503)
 
 Each subclass's docstring is its default message; protocol adapters map classes to codes in one table.
@@ -65,3 +66,7 @@ class TooLarge(ConvhubError):
 
 class Unavailable(ConvhubError):
     """Database or broker unavailable."""
+
+
+class ClientQueueFull(ConvhubError):
+    """The client application's queue is full; retry later."""

@@ -16,6 +16,7 @@ from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
     BadJobState,
+    ClientQueueFull,
     ConvhubError,
     NotFound,
     NotOwner,
@@ -33,6 +34,7 @@ BAD_CLIENT_APPLICATION_CREDENTIALS = 501
 BAD_JOB_ID = 508
 BAD_JOB_STATE = 518
 CLIENT_APPLICATION_DOES_NOT_OWN_JOB = 532
+CLIENT_QUEUE_FULL = 540  # farm policy: answered with retryAfterSeconds
 GENERAL_ERROR = 599
 
 # Domain error -> status code: the one table. Subclasses are matched in order.
@@ -41,6 +43,7 @@ STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
     (NotFound, BAD_JOB_ID),
     (BadJobState, BAD_JOB_STATE),
     (NotOwner, CLIENT_APPLICATION_DOES_NOT_OWN_JOB),
+    (ClientQueueFull, CLIENT_QUEUE_FULL),
     (BadArgument, GENERAL_ERROR),  # NotServed included
     (TooLarge, GENERAL_ERROR),
     (Unavailable, GENERAL_ERROR),
@@ -178,8 +181,10 @@ OPERATIONS: tuple[Op, ...] = (
             ("pageEnd", _opt(Integer)),
             ("successUrl", _opt(Unicode)),
             ("failureUrl", _opt(Unicode)),
+            ("priority", _opt(Integer)),  # farm policy: 0-9, default 5
         ),
-        outs=(("jobId", _opt(Long)),),
+        # retryAfterSeconds: only on 540 CLIENT_QUEUE_FULL (absent otherwise, so the seed's answer is unchanged)
+        outs=(("jobId", _opt(Long)), ("retryAfterSeconds", _opt(Integer))),
     ),
     Op(
         "getContentConvertStatus",

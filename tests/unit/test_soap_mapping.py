@@ -30,8 +30,10 @@ def test_status_table(exc, code):
     assert soap.status_of(exc) == code
 
 
-def test_only_seed_codes_are_used():
-    assert {code for _, code in soap.STATUS} <= {200, 501, 508, 518, 532, 599}
+def test_only_seed_and_farm_policy_codes_are_used():
+    # The seed's codes, plus SPEC "Farm policy": 540 CLIENT_QUEUE_FULL.
+    assert {code for _, code in soap.STATUS} <= {200, 501, 508, 518, 532, 540, 599}
+    assert soap.status_of(errors.ClientQueueFull()) == 540
 
 
 @pytest.mark.parametrize(

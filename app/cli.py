@@ -101,7 +101,7 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
     rt = _runtime(broker=False)
     with rt.db.read_session() as s:
         rows = admin.list_clients(s)
-    _print_table(rows, ["name", "jobs", "disabled", "created", "weight", "max_queued", "max_in_flight"])
+    _print_table(rows, ["name", "jobs", "disabled", "created", "weight", "max_queued", "max_in_flight", "id"])
     return 0
 
 

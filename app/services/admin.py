@@ -60,6 +60,7 @@ def list_clients(session: Session) -> list[dict[str, object]]:
             "created": c.created_at.isoformat(timespec="seconds"), "weight": c.weight,
             "max_queued": "default" if c.max_queued is None else c.max_queued,
             "max_in_flight": "unlimited" if c.max_in_flight is None else c.max_in_flight,
+            "id": c.id,  # the `client` label of /metrics' per-client gauges
         }
         for c in session.scalars(select(ClientApplication).order_by(ClientApplication.name))
     ]

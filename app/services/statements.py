@@ -64,9 +64,6 @@ def by_pair(workers: Iterable[WorkerSpec]) -> dict[tuple[str, str], tuple[Worker
     return pairs
 
 
-_Held = aliased(Job, name="held")
-
-
 def not_blocked(t=Job):  # type: ignore[no-untyped-def]
     """The job's client is not at its in-flight limit (`max_in_flight`, NULL = unlimited).
 
@@ -74,10 +71,11 @@ def not_blocked(t=Job):  # type: ignore[no-untyped-def]
     count of its in-flight jobs on ix_jobs_client_state_id, at most `max_in_flight` entries. A blocked
     client holding the head of a pair makes the head walk step over its queued jobs there (cost: its
     backlog in that pair, read from the index only) until one of its jobs ends."""
+    held_job = aliased(Job, name="held")  # built per call: SQLAlchemy memoises an alias's columns lazily, not thread-safely
     held = (
         select(func.count())
-        .select_from(_Held)
-        .where(_Held.client_id == ClientApplication.id, _Held.state.in_([literal_column("1"), literal_column("2")]))
+        .select_from(held_job)
+        .where(held_job.client_id == ClientApplication.id, held_job.state.in_([literal_column("1"), literal_column("2")]))
         .scalar_subquery()
     )
     return ~exists().where(
@@ -116,29 +114,27 @@ def probe_query(workers: tuple[WorkerSpec, ...]):  # type: ignore[no-untyped-def
     return [p for p, _ in pairs], (heads[0] if len(heads) == 1 else union_all(*heads))
 
 
-_Best = aliased(Job, name="best")
-
-
 @functools.lru_cache(maxsize=4096)
 def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
     """One read of the claim: the pair's head K (smallest tag; locked FOR UPDATE SKIP LOCKED on
     PostgreSQL) says which client is served; that client's next job J there, by (priority DESC, id)
     on ix_jobs_queued_client_priority, is handed out, with what the lease answer needs about J
     (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K."""
+    best = aliased(Job, name="best")  # per call, see not_blocked
     head = head_query(pair, workers)
     if is_pg:
         head = head.with_for_update(skip_locked=True, of=Job)
     k = head.subquery("k")
     best_id = (
-        select(_Best.id)
+        select(best.id)
         .where(
-            _Best.state == literal_column("0"),
-            _Best.client_id == k.c.client_id,
-            _Best.application == pair[0],
-            _Best.version == pair[1],
-            worker_filter(workers, _Best),
+            best.state == literal_column("0"),
+            best.client_id == k.c.client_id,
+            best.application == pair[0],
+            best.version == pair[1],
+            worker_filter(workers, best),
         )
-        .order_by(_Best.priority.desc(), _Best.id)
+        .order_by(best.priority.desc(), best.id)
         .limit(1)
         .correlate(k)
         .scalar_subquery()
@@ -162,12 +158,16 @@ def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bo
 
 
 def claim_by_id(job_id: int, is_pg: bool, *, fenced: bool):  # type: ignore[no-untyped-def]
-    """UPDATE ... WHERE id = :id AND state = 0 [AND the client is below its limit] RETURNING id, attempts."""
-    return (
-        update(Job)
-        .where(Job.id == job_id, IS_QUEUED, *([not_blocked()] if fenced else []))
-        .returning(Job.id, Job.attempts)
-    )
+    """UPDATE ... WHERE id = :id AND state = 0 [AND the client is below its limit] RETURNING id, attempts.
+
+    PostgreSQL: the row is taken FOR UPDATE SKIP LOCKED, so a claim never waits for a row another
+    transaction holds (waiting while holding the head's lock could close a cycle with a range
+    delete); the claimer's own lock on the head does not count as held."""
+    conds = [IS_QUEUED, *([not_blocked()] if fenced else [])]
+    if is_pg:
+        target = select(Job.id).where(Job.id == job_id, *conds).with_for_update(skip_locked=True)
+        return update(Job).where(Job.id == target.scalar_subquery()).returning(Job.id, Job.attempts)
+    return update(Job).where(Job.id == job_id, *conds).returning(Job.id, Job.attempts)
 
 
 def lock_client(client_id: int):  # type: ignore[no-untyped-def]

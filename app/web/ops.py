@@ -279,6 +279,7 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         oldest = ops_views.oldest_waiting(s, now, LIST_LIMIT)
         failures = ops_views.recent_failures(s, LIST_LIMIT)
         registered, disabled, active = ops_views.factory_counts(s, now)
+        loads = ops_views.client_loads(s, rt.settings.client_max_queued)
     states = [st.name for st in JobState]
     pairs: dict[tuple[str, str], dict[str, object]] = {}
     totals = dict.fromkeys(states, 0)
@@ -307,4 +308,11 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         "inFlight": sum(totals[st.name] for st in IN_FLIGHT),
         "oldestWaiting": oldest,
         "recentFailures": failures,
+        "clients": [
+            {
+                "name": c.name, "weight": c.weight, "queued": c.queued, "inFlight": c.in_flight,
+                "maxQueued": c.max_queued, "maxInFlight": c.max_in_flight,
+            }
+            for c in loads
+        ],
     }

@@ -110,7 +110,8 @@ def set_client(
         rows = [{"b_id": job_id, "b_vtag": v + i / weight} for i, job_id in enumerate(queued)]
         if rows:
             jobs = Job.__table__
-            session.connection().execute(update(jobs).where(jobs.c.id == bindparam("b_id")).values(vtag=bindparam("b_vtag")), rows)
+            retag = update(jobs).where(jobs.c.id == bindparam("b_id")).values(vtag=bindparam("b_vtag"))  # type: ignore[arg-type]
+            session.connection().execute(retag, rows)
             client.vtime = v + len(rows) / weight
         client.weight = weight
     session.flush()

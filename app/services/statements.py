@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, literal, literal_column, or_, select, union_all, update
+from sqlalchemy import and_, func, literal, literal_column, or_, select, union_all, update
 from sqlalchemy.orm import aliased
 
 from app.db.models import Blob, ClientApplication, Content, Job
@@ -67,10 +67,12 @@ def by_pair(workers: Iterable[WorkerSpec]) -> dict[tuple[str, str], tuple[Worker
 def not_blocked(t=Job):  # type: ignore[no-untyped-def]
     """The job's client is not at its in-flight limit (`max_in_flight`, NULL = unlimited).
 
-    One primary-key probe of client_applications per row examined; for a client with a limit, a
-    count of its in-flight jobs on ix_jobs_client_state_id, at most `max_in_flight` entries. A blocked
-    client holding the head of a pair makes the head walk step over its queued jobs there (cost: its
-    backlog in that pair, read from the index only) until one of its jobs ends."""
+    `client_id NOT IN (the blocked clients)`: the set is computed once per statement (a hashed
+    subplan over ix_client_applications_limited, with a count of in-flight jobs per limited client)
+    and then tested per row. Written as NOT IN, not NOT EXISTS: PostgreSQL turns a NOT EXISTS into
+    an anti join whose row estimate collapses to 1, and then prefers a sort of the whole backlog to
+    the index walk. A blocked client holding the head of a pair makes the head walk step over its
+    queued jobs there (index entries only) until one of its jobs ends."""
     held_job = aliased(Job, name="held")  # built per call: SQLAlchemy memoises an alias's columns lazily, not thread-safely
     held = (
         select(func.count())
@@ -78,11 +80,8 @@ def not_blocked(t=Job):  # type: ignore[no-untyped-def]
         .where(held_job.client_id == ClientApplication.id, held_job.state.in_([literal_column("1"), literal_column("2")]))
         .scalar_subquery()
     )
-    return ~exists().where(
-        ClientApplication.id == t.client_id,
-        ClientApplication.max_in_flight.is_not(None),
-        held >= ClientApplication.max_in_flight,
-    )
+    blocked = select(ClientApplication.id).where(ClientApplication.max_in_flight.is_not(None), held >= ClientApplication.max_in_flight)
+    return t.client_id.not_in(blocked)
 
 
 # Statements depend only on a factory's worker set, so they are built once per set: constructing

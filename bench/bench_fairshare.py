@@ -42,9 +42,9 @@ def seed(db: Database, backlog: int, clients: int) -> None:
         s.execute(insert(Blob).values(id=1, size=1, sha256="", created_at=NOW))
         s.execute(insert(Content).values(id=1, identifier=str(uuid.uuid4()), client_id=1, blob_id=1, filename="d.odt", doctype="odt", created_at=NOW))
     per = backlog // clients
-    for c in range(clients):
-        with db.session() as s:
-            content = s.scalars(select(Content)).one()
+    with db.session() as s:  # one transaction: the tags are the same as with one per client
+        content = s.scalars(select(Content)).one()
+        for c in range(clients):
             submission.enqueue_batch(
                 s, NOW, NullMirror(), client_id=c + 1, content=content, application="LibreOffice Writer", version="7.4",
                 count=per, fmt="pdf",

@@ -46,6 +46,7 @@ test: install system-deps
 bench: install system-deps
 	mkdir -p bench/results
 	$(BIN)/python bench/bench_claims.py --out bench/results/claims.json
+	$(BIN)/python bench/bench_fairshare.py --out bench/results/fairshare.json
 	$(BIN)/python bench/bench_soap_delete.py --out bench/results/soap_delete.json
 	$(BIN)/python bench/bench_xmlrpc.py --mib 100
 	$(BIN)/python bench/bench_soap_large.py --mib 100

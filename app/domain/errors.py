@@ -11,6 +11,7 @@
     ├── NotOwner             (532)
     ├── TooLarge             (413)
     ├── Quarantined          (SOAP 541: the document is quarantined)
+    ├── ClientQueueFull      (SOAP 540, with retryAfterSeconds)
     └── Unavailable          (503)
 
 Each subclass's docstring is its default message; protocol adapters map classes to codes in one table.
@@ -70,3 +71,7 @@ class Quarantined(ConvhubError):
 
 class Unavailable(ConvhubError):
     """Database or broker unavailable."""
+
+
+class ClientQueueFull(ConvhubError):
+    """The client application's queue is full; retry later."""

@@ -72,7 +72,8 @@ def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable
         message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
         if isinstance(exc, Unavailable):
             message = "service temporarily unavailable; try again"
-        fields = absent
+        # An error answer carries only the fields the error names (540's retryAfterSeconds).
+        fields = tuple(exc.fields.get(name) for name, _ in op.outs) if exc.fields else absent
     except Exception:  # noqa: BLE001 - logged here; the wire gets a fixed message, never a traceback
         log.exception("soap %s failed", op.name)
         status, message, fields = GENERAL_ERROR, "internal error", absent
@@ -141,6 +142,7 @@ def _convert(
     page_end: int | None,
     success_url: str | None,
     failure_url: str | None,
+    priority: int | None = None,
     no_cache: bool | None = None,
 ) -> tuple[Any, ...]:
     with rt.db.session() as s:
@@ -159,11 +161,13 @@ def _convert(
             success_url=success_url or None,
             failure_url=failure_url or None,
             allow_private_callbacks=rt.settings.callback_allow_private,
+            priority=priority,
+            default_max_queued=rt.settings.client_max_queued,
             no_cache=bool(no_cache),
             notifier=rt.notifier,
             share_across_clients=rt.settings.share_results_across_clients,
         )
-        return (job.id,)
+        return (job.id, None)
 
 
 def _status(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:

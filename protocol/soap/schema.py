@@ -16,6 +16,7 @@ from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
     BadJobState,
+    ClientQueueFull,
     ConvhubError,
     NotFound,
     NotOwner,
@@ -34,6 +35,7 @@ BAD_CLIENT_APPLICATION_CREDENTIALS = 501
 BAD_JOB_ID = 508
 BAD_JOB_STATE = 518
 CLIENT_APPLICATION_DOES_NOT_OWN_JOB = 532
+CLIENT_QUEUE_FULL = 540  # farm policy: answered with retryAfterSeconds
 CONTENT_QUARANTINED = 541  # [ext] SPEC "Farm policy"
 GENERAL_ERROR = 599
 
@@ -43,6 +45,7 @@ STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
     (NotFound, BAD_JOB_ID),
     (BadJobState, BAD_JOB_STATE),
     (NotOwner, CLIENT_APPLICATION_DOES_NOT_OWN_JOB),
+    (ClientQueueFull, CLIENT_QUEUE_FULL),
     (Quarantined, CONTENT_QUARANTINED),
     (BadArgument, GENERAL_ERROR),  # NotServed included
     (TooLarge, GENERAL_ERROR),
@@ -181,9 +184,11 @@ OPERATIONS: tuple[Op, ...] = (
             ("pageEnd", _opt(Integer)),
             ("successUrl", _opt(Unicode)),
             ("failureUrl", _opt(Unicode)),
+            ("priority", _opt(Integer)),  # farm policy: 0-9, default 5
             ("noCache", _opt(Boolean)),  # [ext] result cache opt-out
         ),
-        outs=(("jobId", _opt(Long)),),
+        # retryAfterSeconds: only on 540 CLIENT_QUEUE_FULL (absent otherwise, so the seed's answer is unchanged)
+        outs=(("jobId", _opt(Long)), ("retryAfterSeconds", _opt(Integer))),
     ),
     Op(
         "getContentConvertStatus",

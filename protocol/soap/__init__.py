@@ -20,7 +20,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from app.services.runtime import Runtime
 
 from .compat import Application, Soap11, WsgiApplication
-from .hardening import HardenedSoap11, UnqualifiedDocuments, fault_response, size_limited
+from .hardening import HardenedSoap11, UnqualifiedDocuments, fault_response, quiet_client_faults, size_limited
 from .operations import ContentService
 from .schema import (
     AUTH_FAILED,
@@ -78,6 +78,7 @@ def spyne_wsgi_app(rt: Runtime) -> WsgiApplication:
     # spyne logs the whole request text of an unparsable message at ERROR: a 100 MB body or an
     # attacker's payload does not belong in the log.
     logging.getLogger("spyne.protocol.soap.soap11.invalid").setLevel(logging.CRITICAL)
+    quiet_client_faults()  # a Client fault is answered on the wire, not logged with a traceback
     return spyne_wsgi
 
 

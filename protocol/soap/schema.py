@@ -143,6 +143,11 @@ class Op:
         )
 
 
+# [ext] An optional client request id, the last child of contentUpload and contentConvert: a retry
+# with the same id answers the first call's result and creates nothing (app/services/request_ids.py).
+REQUEST_ID = ("requestId", _opt(Unicode))
+
+
 def _ins(*extra: tuple[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Every request opens with the client's credentials."""
     return (("clientApplicationId", ClientId), ("clientApplicationCredentials", Credentials), *extra)
@@ -164,7 +169,7 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         OPERATION_UPLOAD,
-        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode))),
+        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode)), REQUEST_ID),
         outs=(("contentIdentifier", _opt(Unicode)),),
     ),
     Op(
@@ -178,6 +183,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("pageEnd", _opt(Integer)),
             ("successUrl", _opt(Unicode)),
             ("failureUrl", _opt(Unicode)),
+            REQUEST_ID,
         ),
         outs=(("jobId", _opt(Long)),),
     ),

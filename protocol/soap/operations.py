@@ -21,6 +21,7 @@ from app.services.runtime import Runtime
 
 from . import schema
 from .compat import ServiceBase, rpc
+from .hardening import one_line
 from .schema import (
     AUTH_FAILED,
     BAD_CLIENT_APPLICATION_CREDENTIALS,
@@ -78,7 +79,8 @@ def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable
         log.exception("soap %s failed", op.name)
         status, message, fields = GENERAL_ERROR, "internal error", absent
     SOAP_STATUS.labels(op.name, str(status)).inc()
-    return (status, message, *fields)
+    return (status, one_line(message), *fields)
+
 
 
 # ------------------------------------------------------------------ operations (service calls)

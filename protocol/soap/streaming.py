@@ -36,7 +36,7 @@ from app.services import client_views, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
 
-from .hardening import fault_response
+from .hardening import action_matches, fault_response
 from .schema import AUTH_FAILED, NS
 from .schema import OPERATION_RESULT as OPERATION
 from .schema import OPERATION_UPLOAD as UPLOAD
@@ -152,7 +152,7 @@ class StreamedResults:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = post_length(environ)
-        if not 0 < length <= SMALL_REQUEST:
+        if not 0 < length <= SMALL_REQUEST or not action_matches(environ, OPERATION):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # spyne reads it again if we pass
@@ -283,7 +283,7 @@ class StreamedUploads:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = post_length(environ)
-        if length <= self.threshold:
+        if length <= self.threshold or not action_matches(environ, UPLOAD):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         source = environ["wsgi.input"]
         head = _read(source, min(EARLY_AUTH_BYTES, length))

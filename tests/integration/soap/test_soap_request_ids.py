@@ -20,8 +20,17 @@ WRITER = [("application", "LibreOffice Writer"), ("version", "7.4"), ("format", 
 
 
 @pytest.fixture
-def server(make_runtime, any_db_url):  # type: ignore[no-untyped-def]
-    rt = make_runtime(database_url=any_db_url)
+def server(make_runtime):  # type: ignore[no-untyped-def]
+    """SQLite; the tests that race (and the basic retry) also run on PostgreSQL (`server_any`)."""
+    yield from _server(make_runtime())
+
+
+@pytest.fixture
+def server_any(make_runtime, any_db_url):  # type: ignore[no-untyped-def]
+    yield from _server(make_runtime(database_url=any_db_url))
+
+
+def _server(rt):  # type: ignore[no-untyped-def]
     add_client(rt)
     add_client(rt, "other", "other-secret")
     add_factory(rt)
@@ -60,7 +69,8 @@ def test_a_retried_upload_answers_the_first_identifier(server):
     assert count(rt, Content) == 3
 
 
-def test_a_retried_convert_answers_the_first_job_and_queues_once(server):
+def test_a_retried_convert_answers_the_first_job_and_queues_once(server_any):
+    server = server_any
     rt = server.runtime
     ident = upload(server).get("contentIdentifier")
     first = convert(server, ident, "job-1")
@@ -108,7 +118,8 @@ def test_different_clients_may_use_the_same_id(server):
     assert count(rt, Job) == 2
 
 
-def test_concurrent_duplicates_create_one(server):
+def test_concurrent_duplicates_create_one(server_any):
+    server = server_any
     rt = server.runtime
     ident = upload(server).get("contentIdentifier")
     answers: list[tuple[int, str | None]] = []

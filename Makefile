@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench install system-deps services topology clean
+.PHONY: serve test soak lint bench install system-deps services topology clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "convhub needs Python 3.11 (spyne 2.14 does not import on 3.12+)"'
@@ -41,6 +41,12 @@ test: install system-deps
 	$(BIN)/ruff check app tasks protocol tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
+## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/).
+## Further soak stages (process kills, broker and database loss) are added as lines below.
+soak: install system-deps
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
 
 ## Benchmarks: print numbers and write them to bench/results/*.json (never asserted in tests).
 bench: install system-deps

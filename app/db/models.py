@@ -333,3 +333,19 @@ class TrendSnapshot(Base):
 
     # Also the index of every read (a time range) and of pruning (everything before a time).
     __table_args__ = (UniqueConstraint("at", "application", "version", name="uq_trend_snapshots_minute"),)
+
+
+class RequestId(Base):
+    """A client's requestId on contentUpload / contentConvert and the first call's answer.
+
+    Written in the transaction that created the upload or the job, so an answer is remembered
+    exactly when what it names exists. Removed by retention (app.services.maintenance).
+    """
+
+    __tablename__ = "request_ids"
+    client_id: Mapped[int] = mapped_column(ForeignKey("client_applications.id", ondelete="CASCADE"), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(40), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request's fields
+    answer: Mapped[str] = mapped_column(String(100))  # the contentIdentifier or the jobId
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

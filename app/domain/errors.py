@@ -2,7 +2,8 @@
 
     ConvhubError
     ├── BadArgument          (400 / SOAP 599)
-    │   └── NotServed        (no enabled registered factory converts this)
+    │   ├── NotServed        (no enabled registered factory converts this)
+    │   └── RequestIdReused  (a requestId sent again with a different request)
     ├── AuthenticationFailed (401 / SOAP 501)
     ├── FactoryDisabled      (403)
     ├── NotFound             (404 / SOAP 508)
@@ -35,6 +36,10 @@ class BadArgument(ConvhubError):
 
 class NotServed(BadArgument):
     """No registered factory serves this conversion."""
+
+
+class RequestIdReused(BadArgument):
+    """This requestId was already used for a different request."""
 
 
 class AuthenticationFailed(ConvhubError):

@@ -222,6 +222,8 @@ def served_targets(session: Session) -> list[WorkerSpec]:
 
 def resolve_job_id(session: Session, ref: str) -> int:
     ref = ref.strip()
+    if not ref.isprintable():  # PostgreSQL refuses a NUL in a string parameter: no such job either way
+        raise NotFound(f"no job {ref[:80]!r}")
     q = select(Job.id).where(Job.state != DELETED)
     q = q.where(or_(Job.id == int(ref), Job.guid == ref)) if ref.isdigit() else q.where(Job.guid == ref)
     job_id = session.scalar(q)

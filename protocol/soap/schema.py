@@ -149,6 +149,11 @@ class Op:
         )
 
 
+# [ext] An optional client request id, the last child of contentUpload and contentConvert: a retry
+# with the same id answers the first call's result and creates nothing (app/services/request_ids.py).
+REQUEST_ID = ("requestId", _opt(Unicode))
+
+
 def _ins(*extra: tuple[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Every request opens with the client's credentials."""
     return (("clientApplicationId", ClientId), ("clientApplicationCredentials", Credentials), *extra)
@@ -170,7 +175,7 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         OPERATION_UPLOAD,
-        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode))),
+        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode)), REQUEST_ID),
         outs=(("contentIdentifier", _opt(Unicode)),),
     ),
     Op(
@@ -186,6 +191,7 @@ OPERATIONS: tuple[Op, ...] = (
             ("failureUrl", _opt(Unicode)),
             ("priority", _opt(Integer)),  # farm policy: 0-9, default 5
             ("noCache", _opt(Boolean)),  # [ext] result cache opt-out
+            REQUEST_ID,
         ),
         # retryAfterSeconds: only on 540 CLIENT_QUEUE_FULL (absent otherwise, so the seed's answer is unchanged)
         outs=(("jobId", _opt(Long)), ("retryAfterSeconds", _opt(Integer))),

@@ -202,6 +202,8 @@ def soap_fields(t: Target) -> dict[str, Callable[[str], bytes]]:
         "convert.successUrl": lambda v: convert(t, [("successUrl", e(v))]),
         "convert.failureUrl": lambda v: convert(t, [("failureUrl", e("http://" + v))]),
         "convert.requestId": lambda v: convert(t, [("pageStart", "-1"), ("requestId", e(v))]),
+        "convert.priority": lambda v: convert(t, [("pageStart", "-1"), ("priority", e(v))]),
+        "convert.noCache": lambda v: convert(t, [("pageStart", "-1"), ("noCache", e(v))]),
         "status.jobId": lambda v: soap(soap_body("getContentConvertStatus", [("jobId", e(v))])),
     }
 
@@ -225,7 +227,7 @@ def xmlrpc_fields(t: Target) -> dict[str, Callable[[str], bytes]]:
 
 SOAP_FIELDS = ["counts.clientApplicationId", "counts.clientApplicationCredentials", "upload.filename", "upload.requestId",
                "convert.contentIdentifier", "convert.application", "convert.format", "convert.successUrl", "convert.failureUrl",
-               "convert.requestId", "status.jobId"]
+               "convert.requestId", "convert.priority", "convert.noCache", "status.jobId"]
 XMLRPC_FIELDS = ["poll.factory_name", "auth.name", "auth.secret", "finish.job", "finish.format", "finish.lease", "extend.lease",
                  "fail.reason", "methodName", "help.method_name"]
 

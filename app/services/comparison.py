@@ -300,9 +300,9 @@ def view(session: Session, comparison_id: int, *, client_id: int | None = None, 
         raise NotOwner("the comparison belongs to another client application")
     members = list(session.scalars(select(ComparisonJob).where(ComparisonJob.comparison_id == comparison_id).order_by(ComparisonJob.position)))
     ids = [m.job_id for m in members]
-    states = dict(session.execute(select(Job.id, Job.state).where(Job.id.in_(ids), Job.state != DELETED)).tuples().all())
+    states = dict(session.execute(select(Job.id, Job.state).where(Job.id.in_(ids), Job.state != DELETED)).all())
     stored = {
-        (j, p) for j, p in session.execute(select(ComparisonPage.job_id, ComparisonPage.page).where(ComparisonPage.comparison_id == comparison_id)).tuples()
+        (j, p) for j, p in session.execute(select(ComparisonPage.job_id, ComparisonPage.page).where(ComparisonPage.comparison_id == comparison_id))
     }
     if reference_job_id is not None and reference_job_id not in ids:
         raise BadArgument(f"job {reference_job_id} is not one of comparison {comparison_id}'s jobs")

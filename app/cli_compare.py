@@ -71,7 +71,7 @@ def report(info: ComparisonInfo, url: str) -> list[str]:
     width = max((len(f"{r.application} {r.version}") for r in info.renderings), default=0)
     for r in info.renderings:
         name = f"{r.application} {r.version}".ljust(width)
-        pages = "?" if r.page_count is None else str(r.page_count)
+        pages = "? pages" if r.page_count is None else f"{r.page_count} page{'' if r.page_count == 1 else 's'}"
         scores = []
         for page, score, missing in r.pages:
             if missing == "rendering":
@@ -82,7 +82,7 @@ def report(info: ComparisonInfo, url: str) -> list[str]:
                 scores.append(f"p{page} {score:.2f}")
         tail = "  ".join(scores) if scores else (r.note or "no pages")
         tag = " (reference)" if r.job_id == info.reference_job_id else ""
-        lines.append(f"  {name}  job {r.job_id}  {pages} pages{tag}  {tail}")
+        lines.append(f"  {name}  job {r.job_id}  {pages}{tag}  {tail}")
         if r.note and scores:
             lines.append(f"  {' ' * width}  note: {r.note}")
     if info.page_counts_differ:

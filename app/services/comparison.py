@@ -316,9 +316,9 @@ def view(session: Session, comparison_id: int, *, client_id: int | None = None, 
         )
     ).all()
     against: dict[int, dict[int, ComparisonScore]] = {}
-    for row in score_rows:
-        other = row.job_b if row.job_a == reference else row.job_a
-        against.setdefault(other, {})[row.page] = row
+    for stored_row in score_rows:
+        other = stored_row.job_b if stored_row.job_a == reference else stored_row.job_a
+        against.setdefault(other, {})[stored_row.page] = stored_row
     renderings = []
     for m in members:
         pages = []
@@ -380,12 +380,6 @@ def diff_png(session: Session, comparison_id: int, job_a: int, job_b: int, page:
 def for_job(session: Session, job_id: int) -> list[int]:
     """The comparisons a job belongs to (the job page links them)."""
     return [int(i) for i in session.scalars(select(ComparisonJob.comparison_id).where(ComparisonJob.job_id == job_id).order_by(ComparisonJob.comparison_id))]
-
-
-def recent(session: Session, limit: int = 25) -> list[tuple[int, str, str, datetime]]:
-    """(id, filename, state, created) of the latest comparisons."""
-    rows = session.execute(select(Comparison.id, Comparison.filename, Comparison.state, Comparison.created_at).order_by(Comparison.id.desc()).limit(limit))
-    return [(int(i), f, rules.STATE_NAMES[ComparisonState(st)], c) for i, f, st, c in rows]
 
 
 # ---------------------------------------------------------------- retention

@@ -44,7 +44,7 @@ def browser():  # type: ignore[no-untyped-def]
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
-LINE = re.compile(r"^  (?P<name>.+?)\s+job (?P<job>\d+)  (?P<pages>\d+) pages(?P<ref> \(reference\))?  (?P<scores>.*)$")
+LINE = re.compile(r"^  (?P<name>.+?)\s+job (?P<job>\d+)  (?P<pages>\d+) pages?(?P<ref> \(reference\))?  (?P<scores>.*)$")
 
 
 def test_compare_on_the_all_in_one_prints_scores_and_the_page_shows_them(lo, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811 - lo: the fixture

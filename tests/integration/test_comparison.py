@@ -7,6 +7,9 @@ reference. Real applications render in tests/e2e/test_compare_serve.py."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import xmlrpc.client
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,7 +23,7 @@ from app.convert_client import ContentServiceClient, StatusError
 from app.db.models import Blob, Comparison, ComparisonPage, ComparisonScore, Job
 from app.domain.comparison import ComparisonState
 from app.services import comparison
-from tests.conftest import add_client, add_factory, start_server
+from tests.conftest import add_client, add_factory, start_server, wait_for
 from tests.integration.soap.soapkit import call
 from tests.integration.xmlrpc.xrkit import proxy
 
@@ -246,3 +249,42 @@ def test_retention_removes_comparisons_with_their_images(farm, tmp_path) -> None
         assert s.scalar(select(func.count()).select_from(Comparison)) == 0
         # Only the upload and the result remain: no page or difference image is left behind.
         assert s.scalar(select(func.count()).select_from(Blob)) == blobs_before + 2
+
+
+def test_convhub_compare_over_soap_waits_and_prints_each_applications_scores(farm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "report.odt").write_bytes(DOC)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVHUB_")}
+    env["CONVHUB_CLIENT_SECRET"] = "Wf"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "compare", "report.odt", "--server", farm.url, "--client", "petshow",
+         "--wait", "--timeout", "100"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        def queued() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            with farm.rt.db.read_session() as s:
+                return s.scalar(select(func.count()).select_from(Job)) == 2
+
+        wait_for(queued, 60, "the two jobs")
+        abiword_pdf, writer_pdf = pdf(page(), page()), pdf(page((0, 0, 100, 50)))
+        finish(farm, "abiword", abiword_pdf)
+        finish(farm, "writer", writer_pdf)
+        assert sweep_and_run(farm) == [1]
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    half = by_the_definition(abiword_pdf, writer_pdf, 1)
+    assert 50.0 <= half < 52.0  # the lower half of the page is black (and a row at its edge, by rasterizing)
+    assert out.splitlines() == [
+        "comparison 1: report.odt -> pdf, jobs 1, 2",
+        "comparison 1 complete",
+        "reference: AbiWord 3.0 (job 1); score 0 = identical pixels, 100 = nothing in common",
+        "  AbiWord 3.0             job 1  2 pages (reference)  p1 0.00  p2 0.00",
+        f"  LibreOffice Writer 7.4  job 2  1 page  p1 {half:.2f}  p2 missing",
+        "page counts differ: AbiWord 3.0 2, LibreOffice Writer 7.4 1",
+        f"{farm.url}/ops/comparisons/1",
+    ]

@@ -275,7 +275,7 @@ def test_local_jobs_submit_wait_writes_or_reports_failure(local, tmp_path):
     add_client(rt, CLIENT, CLIENT_SECRET)
     (tmp_path / "memo.odt").write_bytes(b"PK memo")
     submit = ["jobs", "submit", "memo.odt", "--client", CLIENT, "--application", "LibreOffice Writer", "--version", "7.4",
-              "--format", "pdf", "--pages", "2-3"]
+              "--format", "pdf", "--pages", "2-3", "--no-cache"]  # the same memo each time: never from the result cache
     proc = start([*submit, "--wait", "-o", "memo-2-3.pdf"], tmp_path, env)
     claimed = finish_locally(rt, proc, b"%PDF two pages")
     out, err = proc.communicate(timeout=60)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from app import cli_results
+from app import cli_compare, cli_results
 from app.config import ConfigError, Settings, load_settings
 
 
@@ -516,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("hash", help="the content SHA-256")
     sp.set_defaults(func=cmd_content_release)
     cli_results.add_subcommands(sub, jb)
+    cli_compare.add_subcommand(sub)
 
     add_factory_commands(sub)
     return p

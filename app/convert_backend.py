@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from app.config import Settings
-from app.convert_client import ClientError, ContentServiceClient, JobStatus, Progress, ResultInfo
+from app.convert_client import (
+    ClientError,
+    ComparisonInfo,
+    ContentServiceClient,
+    JobStatus,
+    Progress,
+    RenderingInfo,
+    ResultInfo,
+)
 from app.domain.matching import WorkerSpec
 
 # The client application local conversions are submitted as when no --client is given. Created on
@@ -35,6 +43,12 @@ class Backend(Protocol):
     def convert(self, identifier: str, application: str, version: str, fmt: str, page_start: int, page_end: int) -> int: ...
 
     def status(self, job: str) -> JobStatus: ...
+
+    def convert_all(self, identifier: str, fmt: str, page_start: int, page_end: int) -> tuple[int, list[int]]: ...
+
+    def comparison(self, comparison_id: int, reference_job_id: int | None = None) -> ComparisonInfo: ...
+
+    def comparison_url(self, comparison_id: int) -> str: ...
 
     def fetch_result(self, job: str, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo: ...
 
@@ -135,6 +149,37 @@ class LocalBackend:
             )
             return int(job.id)
 
+    def convert_all(self, identifier: str, fmt: str, page_start: int, page_end: int) -> tuple[int, list[int]]:
+        from app.services import comparison
+
+        client_id = self.client_id()
+        with self.rt.db.session() as s:
+            done = comparison.convert_all(
+                s, self.rt.now(), self.rt.mirror, client_id=client_id, identifier=identifier, fmt=fmt,
+                page_start=page_start, page_end=page_end, max_attempts=self.rt.settings.max_attempts,
+                notifier=self.rt.notifier, share_across_clients=self.rt.settings.share_results_across_clients,
+            )
+        return done.comparison_id, list(done.job_ids)
+
+    def comparison(self, comparison_id: int, reference_job_id: int | None = None) -> ComparisonInfo:
+        from app.services import comparison
+
+        with self.rt.db.read_session() as s:  # operator rights, as for jobs
+            v = comparison.view(s, comparison_id, reference_job_id=reference_job_id)
+        return ComparisonInfo(
+            v.comparison_id, v.state, v.reference_job_id, v.page_counts_differ, v.error,
+            tuple(
+                RenderingInfo(
+                    r.job_id, r.application, r.version, r.job_status, r.page_count, r.note,
+                    tuple((p.page, p.score, p.missing) for p in r.pages),
+                )
+                for r in v.renderings
+            ),
+        )
+
+    def comparison_url(self, comparison_id: int) -> str:
+        return f"{self.rt.settings.public_url}/ops/comparisons/{comparison_id}"
+
     def status(self, job: str) -> JobStatus:
         from app.services import admin
 
@@ -188,6 +233,16 @@ class RemoteBackend:
 
     def status(self, job: str) -> JobStatus:
         return self.soap.status(_job_id(job))
+
+    def convert_all(self, identifier: str, fmt: str, page_start: int, page_end: int) -> tuple[int, list[int]]:
+        return self.soap.convert_all(identifier, fmt, page_start, page_end)
+
+    def comparison(self, comparison_id: int, reference_job_id: int | None = None) -> ComparisonInfo:
+        return self.soap.comparison(comparison_id, reference_job_id)
+
+    def comparison_url(self, comparison_id: int) -> str:
+        base = self.where.split("/cds-controller/", 1)[0]
+        return f"{base}/ops/comparisons/{comparison_id}"
 
     def fetch_result(self, job: str, sink: IO[bytes], progress: Progress | None = None) -> ResultInfo:
         return self.soap.result(_job_id(job), sink, progress)

@@ -83,6 +83,31 @@ class ResultInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class RenderingInfo:
+    """One rendering of a comparison: its job, and per page (number, score, missing) against the reference."""
+
+    job_id: int
+    application: str
+    version: str
+    job_status: int | None
+    page_count: int | None
+    note: str | None
+    pages: tuple[tuple[int, float | None, str | None], ...]
+
+
+@dataclass(frozen=True)
+class ComparisonInfo:
+    """A comparison as a client sees it (getContentComparison, or the local database)."""
+
+    comparison_id: int
+    state: str  # waiting | running | complete | failed
+    reference_job_id: int | None
+    page_counts_differ: bool
+    detail: str | None
+    renderings: tuple[RenderingInfo, ...]
+
+
 def _parser_options() -> dict[str, Any]:
     # As the server's HardenedSoap11: no entities, no DTD, no network, libxml2's size limits.
     return dict(resolve_entities=False, huge_tree=False, no_network=True, load_dtd=False, dtd_validation=False)
@@ -176,6 +201,47 @@ class ContentServiceClient:
             fields.append(("format", fmt))
         fields += [("pageStart", page_start), ("pageEnd", page_end)]
         return int(self._text(self._call(op, fields), op, "jobId"))
+
+    def convert_all(self, identifier: str, fmt: str, page_start: int, page_end: int) -> tuple[int, list[int]]:
+        """contentConvertAll: (comparisonId, the jobIds)."""
+        op = "contentConvertAll"
+        fields: list[tuple[str, object]] = [("contentIdentifier", identifier), ("format", fmt), ("pageStart", page_start), ("pageEnd", page_end)]
+        reply = self._call(op, fields)
+        jobs = [int((c.text or "").strip()) for c in reply if _local(c.tag) == "jobId"]
+        return int(self._text(reply, op, "comparisonId")), jobs
+
+    def comparison(self, comparison_id: int, reference_job_id: int | None = None) -> ComparisonInfo:
+        op = "getContentComparison"
+        fields: list[tuple[str, object]] = [("comparisonId", comparison_id)]
+        if reference_job_id is not None:
+            fields.append(("referenceJobId", reference_job_id))
+        reply = self._call(op, fields)
+        renderings = []
+        for el in reply:
+            if _local(el.tag) != "rendering":
+                continue
+            f = {_local(c.tag): (c.text or "").strip() for c in el if _local(c.tag) != "page"}
+            pages = []
+            for p in el:
+                if _local(p.tag) == "page":
+                    g = {_local(c.tag): (c.text or "").strip() for c in p}
+                    pages.append((int(g["page"]), float(g["score"]) if g.get("score") else None, g.get("missing") or None))
+            renderings.append(
+                RenderingInfo(
+                    int(f["jobId"]), f.get("application", ""), f.get("version", ""),
+                    int(f["jobStatus"]) if f.get("jobStatus") else None,
+                    int(f["pageCount"]) if f.get("pageCount") else None, f.get("note") or None, tuple(pages),
+                )
+            )
+        ref = self._text(reply, op, "referenceJobId", check=False)
+        return ComparisonInfo(
+            comparison_id=int(self._text(reply, op, "comparisonId")),
+            state=self._text(reply, op, "comparisonStatus"),
+            reference_job_id=int(ref) if ref else None,
+            page_counts_differ=self._text(reply, op, "pageCountsDiffer", check=False) == "true",
+            detail=self._text(reply, op, "statusDetail", check=False) or None,
+            renderings=tuple(renderings),
+        )
 
     def status(self, job_id: int) -> JobStatus:
         op = "getContentConvertStatus"

@@ -76,10 +76,14 @@ def make_celery(settings: Settings) -> Celery:
             "callbacks-due": {"task": "convhub.callbacks_due", "schedule": timedelta(seconds=30)},
             "trends-snapshot": {"task": "convhub.snapshot", "schedule": crontab()},  # every minute, on the minute
             "trends-prune": {"task": "convhub.snapshot_prune", "schedule": timedelta(hours=1)},
+            # Rendering comparisons (tasks/comparison.py): start the due ones; retention.
+            "comparisons-due": {"task": "convhub.comparisons_due", "schedule": timedelta(seconds=5)},
+            "comparisons-retention": {"task": "convhub.comparisons_retention", "schedule": timedelta(hours=1)},
         },
     )
     app.conf.convhub_settings = settings
     jobs.register(app)
+    import tasks.comparison  # noqa: F401 - registers convhub.comparisons_due, convhub.compare, convhub.comparisons_retention
     import tasks.trends  # noqa: F401 - registers convhub.snapshot and convhub.snapshot_prune (shared tasks)
 
     return app

@@ -349,3 +349,66 @@ class RequestId(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request's fields
     answer: Mapped[str] = mapped_column(String(100))  # the contentIdentifier or the jobId
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Comparison(Base):
+    """One document converted by every application that serves it (contentConvertAll), and the
+    comparison of the renderings (app.services.comparison; rules in app.domain.comparison)."""
+
+    __tablename__ = "comparisons"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the SOAP comparisonId
+    client_id: Mapped[int] = mapped_column(ForeignKey("client_applications.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    format: Mapped[str] = mapped_column(String(10))
+    state: Mapped[int] = mapped_column(SmallInteger)  # app.domain.comparison.ComparisonState
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # comparison task last sent
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dpi: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    # The beat sweep reads only comparisons still waiting or running.
+    __table_args__ = (
+        Index("ix_comparisons_open", "state", postgresql_where=text("state IN (0, 1)"), sqlite_where=text("state IN (0, 1)")),
+    )
+
+
+class ComparisonJob(Base):
+    """One rendering of a comparison: its job (no foreign key: a job may be purged first), and what
+    the task found (page count, or why it has none)."""
+
+    __tablename__ = "comparison_jobs"
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    application: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    page_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ComparisonPage(Base):
+    """One rasterized page of a rendering (PNG at the comparison's DPI)."""
+
+    __tablename__ = "comparison_pages"
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+
+class ComparisonScore(Base):
+    """The score of one page of one pair of renderings (job_a before job_b in submission order), and
+    its difference image; `missing` ("a"/"b") instead of a score when only one of them has the page."""
+
+    __tablename__ = "comparison_scores"
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True)
+    job_a: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_b: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    missing: Mapped[str | None] = mapped_column(String(1), nullable=True)
+    diff_blob_id: Mapped[int | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)

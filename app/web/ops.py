@@ -22,9 +22,9 @@ from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_templ
 
 from app.domain.errors import NotFound
 from app.domain.states import IN_FLIGHT, JobState
-from app.services import admin, ops_views, quarantine
+from app.services import admin, comparison, ops_views, quarantine
 from app.services.runtime import Runtime
-from app.web import metrics_view, trends_view
+from app.web import comparison_view, metrics_view, trends_view
 
 log = logging.getLogger("convhub.web.ops")
 http_log = logging.getLogger("convhub.http")
@@ -257,11 +257,13 @@ def _ops_blueprint(rt: Runtime) -> Blueprint:
         try:
             with rt.db.read_session() as s:
                 info = admin.show_job(s, ref)
+            comparisons = comparison.for_job(s, int(info["jobId"]))  # type: ignore[call-overload]
         except (NotFound, ValueError):
             return render_template("ops/job.html", ref=ref, info=None), 404
-        return render_template("ops/job.html", ref=ref, info=info)
+        return render_template("ops/job.html", ref=ref, info=info, comparisons=comparisons)
 
     trends = trends_view.register(bp, rt)  # /ops/trends and the section's context
+    comparison_view.register(bp, rt)  # /ops/comparisons/<id> and its stored images
     return bp
 
 

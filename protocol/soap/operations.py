@@ -15,7 +15,7 @@ from typing import Any
 
 from app.domain.errors import ConvhubError, Unavailable
 from app.metrics import SOAP_STATUS
-from app.services import admin, client_views, documents, request_ids, submission
+from app.services import admin, client_views, comparison, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
 
@@ -28,6 +28,8 @@ from .schema import (
     GENERAL_ERROR,
     OK,
     RESULT_PART_BYTES,
+    ComparisonPageScore,
+    ComparisonRendering,
     ContentConvertCount,
     ContentConvertsPerState,
     ConversionTarget,
@@ -231,6 +233,32 @@ def _targets(rt: Runtime, who: ClientIdentity) -> tuple[Any, ...]:
     )
 
 
+def _convert_all(
+    rt: Runtime, who: ClientIdentity, identifier: str, fmt: str | None, page_start: int | None, page_end: int | None
+) -> tuple[Any, ...]:
+    with rt.db.session() as s:
+        done = comparison.convert_all(
+            s, rt.now(), rt.mirror, client_id=who.id, identifier=identifier, fmt=fmt or "pdf",
+            page_start=1 if page_start is None else page_start, page_end=0 if page_end is None else page_end,
+            max_attempts=rt.settings.max_attempts, notifier=rt.notifier,
+            share_across_clients=rt.settings.share_results_across_clients,
+        )
+    return (done.comparison_id, list(done.job_ids))
+
+
+def _comparison(rt: Runtime, who: ClientIdentity, comparison_id: int, reference: int | None) -> tuple[Any, ...]:
+    with rt.db.read_session() as s:
+        v = comparison.view(s, comparison_id, client_id=who.id, reference_job_id=reference)
+    renderings = [
+        ComparisonRendering(
+            jobId=r.job_id, application=r.application, version=r.version, jobStatus=r.job_status, pageCount=r.page_count,
+            note=r.note, page=[ComparisonPageScore(page=p.page, score=p.score, missing=p.missing) for p in r.pages],
+        )
+        for r in v.renderings
+    ]
+    return (v.comparison_id, v.state, v.reference_job_id, v.page_counts_differ, v.error, renderings)
+
+
 BODIES: dict[str, Body] = {
     "getContentConvertCounts": _counts,
     "getContentConvertsPerState": _per_state,
@@ -242,6 +270,8 @@ BODIES: dict[str, Body] = {
     schema.OPERATION_RESULT: _result,
     "getConversionTargets": _targets,
     "cancelContentConversion": _cancel,
+    "contentConvertAll": _convert_all,
+    "getContentComparison": _comparison,
 }
 
 

@@ -25,7 +25,7 @@ from app.domain.errors import (
     Unavailable,
 )
 
-from .compat import Boolean, ByteArray, ComplexModel, DateTime, Integer, Long, Unicode
+from .compat import Boolean, ByteArray, ComplexModel, DateTime, Double, Integer, Long, Unicode
 
 NS = "http://www.yospace.com/tundra/ContentService/"
 PATH = "/cds-controller/contentService"
@@ -114,6 +114,29 @@ class ConversionTarget(ComplexModel):
         ("version", _in(Unicode)),
         ("doctypes", _in(Unicode)),  # comma-separated, e.g. "odp,ods,odt"
         ("formats", _in(Unicode)),  # comma-separated, e.g. "odf,pdf,png"
+    ]
+
+
+class ComparisonPageScore(ComplexModel):
+    """[ext] One page of a rendering against the reference: `score` 0-100 (0 = identical pixels),
+    absent when `missing` says which of the two lacks the page ("reference" or "rendering")."""
+
+    __namespace__ = NS
+    _type_info = [("page", _in(Integer)), ("score", _opt(Double)), ("missing", _opt(Unicode))]
+
+
+class ComparisonRendering(ComplexModel):
+    """[ext] One job of a comparison (getContentComparison)."""
+
+    __namespace__ = NS
+    _type_info = [
+        ("jobId", _in(Long)),
+        ("application", _in(Unicode)),
+        ("version", _in(Unicode)),
+        ("jobStatus", _opt(Integer)),  # absent: the job was deleted
+        ("pageCount", _opt(Integer)),
+        ("note", _opt(Unicode)),
+        ("page", _many(ComparisonPageScore)),
     ]
 
 
@@ -220,4 +243,27 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op("getConversionTargets", ins=_ins(), outs=(("conversionTarget", _many(ConversionTarget)),)),
     Op("cancelContentConversion", ins=_ins(("jobId", _in(Long))), outs=()),  # [ext] SPEC "Farm policy"
+    # [ext] SPEC "Comparison"
+    Op(
+        "contentConvertAll",
+        ins=_ins(
+            ("contentIdentifier", _in(Unicode)),
+            ("format", _opt(Unicode)),
+            ("pageStart", _opt(Integer)),
+            ("pageEnd", _opt(Integer)),
+        ),
+        outs=(("comparisonId", _opt(Long)), ("jobId", _many(Long))),
+    ),
+    Op(
+        "getContentComparison",
+        ins=_ins(("comparisonId", _in(Long)), ("referenceJobId", _opt(Long))),
+        outs=(
+            ("comparisonId", _opt(Long)),
+            ("comparisonStatus", _opt(Unicode)),  # waiting | running | complete | failed
+            ("referenceJobId", _opt(Long)),
+            ("pageCountsDiffer", _opt(Boolean)),
+            ("statusDetail", _opt(Unicode)),  # why a comparison failed or compared fewer than two
+            ("rendering", _many(ComparisonRendering)),
+        ),
+    ),
 )

@@ -70,6 +70,8 @@ def test_all_operations_in_one_service_with_seed_message_names():
         "getContentConvertResult",
         "getConversionTargets",
         "cancelContentConversion",  # [ext] SPEC "Farm policy"
+        "contentConvertAll",  # [ext] SPEC "Comparison"
+        "getContentComparison",  # [ext] SPEC "Comparison"
     }
     for name, d in methods.items():
         assert d.in_message.get_type_name() == f"{name}Request"

@@ -26,7 +26,7 @@ SAMPLE = {
     "deleteTo": "2100-01-01T00:00:00Z", "content": base64.b64encode(b"PK x").decode(), "filename": "a.odt",
     "contentIdentifier": "x", "application": "LibreOffice Writer", "version": "7.4", "format": "pdf",
     "pageStart": "1", "pageEnd": "0", "successUrl": "http://127.0.0.1:9/s", "failureUrl": "http://127.0.0.1:9/f", "requestId": "r",
-    "priority": "5", "noCache": "true",
+    "priority": "5", "noCache": "true", "comparisonId": "1", "referenceJobId": "1",
 }
 
 

@@ -155,7 +155,7 @@ def _declare_queues(rt, pairs):  # type: ignore[no-untyped-def]
         return
     try:
         declare(pairs)
-    except Exception as exc:  # noqa: BLE001 - the queues are declared again at the first publish
+    except Exception as exc:  # the queues are declared again at the first publish
         print(f"warning: broker unavailable, queues not declared yet ({exc.__class__.__name__})", file=sys.stderr)
 
 
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError) as exc:
         print(f"convhub: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback
+    except Exception as exc:  # one clear line, never a traceback
         from app.domain.errors import ConvhubError
 
         if isinstance(exc, ConvhubError):

@@ -170,7 +170,7 @@ def safe_name(filename: str, fallback: str) -> str:
 @contextmanager
 def _spool(directory: Path) -> Iterator[IO[bytes]]:
     """A temporary file beside the destination: a failed transfer leaves no partial document."""
-    fh = tempfile.NamedTemporaryFile(dir=directory, prefix=".convhub-", suffix=".part", delete=False)  # noqa: SIM115
+    fh = tempfile.NamedTemporaryFile(dir=directory, prefix=".convhub-", suffix=".part", delete=False)
     try:
         yield fh
     except BaseException:

@@ -107,7 +107,7 @@ def register(rt: Any, name: str, secret: str, workers: list[WorkerSpec]) -> bool
     if declare is not None:
         try:
             declare([w.pair for w in workers])
-        except Exception:  # noqa: BLE001 - the queues are declared again at the first publish
+        except Exception:  # the queues are declared again at the first publish
             pass
     return changed
 

@@ -83,7 +83,7 @@ def make_celery(settings: Settings) -> Celery:
     )
     app.conf.convhub_settings = settings
     jobs.register(app)
-    import tasks.comparison  # noqa: F401 - registers convhub.comparisons_due, convhub.compare, convhub.comparisons_retention
+    import tasks.comparison  # registers convhub.comparisons_due, convhub.compare, convhub.comparisons_retention
     import tasks.trends  # noqa: F401 - registers convhub.snapshot and convhub.snapshot_prune (shared tasks)
 
     return app

@@ -46,7 +46,7 @@ def compare(self: RuntimeTask, comparison_id: int) -> bool:
     rt = self.runtime
     try:
         return comparison.run(rt.db, rt.now, comparison_id)
-    except Exception as exc:  # noqa: BLE001 - recorded on the comparison: retrying a broken document helps no one
+    except Exception as exc:  # recorded on the comparison: retrying a broken document helps no one
         log.exception("comparison %d failed", comparison_id)
         comparison.mark_failed(rt.db, rt.now(), comparison_id, f"{exc.__class__.__name__}: {exc}")
         return False

@@ -125,7 +125,7 @@ class ServicesLeaseClient:
                 )
         except (LeaseNotHeld, NotFound) as exc:
             raise LeaseLost(exc.__class__.__name__) from None
-        except Exception as exc:  # noqa: BLE001 - transient: the lease is still ours until it expires
+        except Exception as exc:  # transient: the lease is still ours until it expires
             raise ServerUnavailable(exc.__class__.__name__) from None
         return Extension(ext.lease_expires.timestamp(), bool(ext.cancelled))
 
@@ -147,7 +147,7 @@ class ServicesLeaseClient:
             raise ResultTooLarge(exc.__class__.__name__) from None
         except BadArgument as exc:
             raise ResultRefused(str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - the lease expires and the job is requeued
+        except Exception as exc:  # the lease expires and the job is requeued
             raise ServerUnavailable(exc.__class__.__name__) from None
 
     def fail(self, job: str, lease: str | None, *, reason: str, permanent: bool = False) -> JobState:
@@ -164,7 +164,7 @@ class ServicesLeaseClient:
             state = self._retrying("fail", job, call)
         except (LeaseNotHeld, NotFound) as exc:
             raise LeaseLost(exc.__class__.__name__) from None
-        except Exception as exc:  # noqa: BLE001 - the lease expires and counts the attempt anyway
+        except Exception as exc:  # the lease expires and counts the attempt anyway
             raise ServerUnavailable(exc.__class__.__name__) from None
         return state
 
@@ -308,7 +308,7 @@ def warn_if_unregistered(rt: Runtime, name: str | None, workers: Sequence[Worker
     try:
         with rt.db.read_session() as s:
             served = {w.pair for w in admin.served_targets(s)}
-    except Exception as exc:  # noqa: BLE001 - only a hint
+    except Exception as exc:  # only a hint
         log.warning("could not read the registered factories (%s)", exc.__class__.__name__)
         return
     missing = sorted({w.pair for w in workers} - served)

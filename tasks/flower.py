@@ -86,7 +86,7 @@ class QueueNames:
             if time.monotonic() - self._at >= self._ttl:
                 try:
                     self._names = {queue_name(a, v) for a, v in self._load()}
-                except Exception:  # noqa: BLE001 - keep showing the last known list
+                except Exception:  # keep showing the last known list
                     log.warning("flower: could not read the queue list from the database", exc_info=True)
                 self._at = time.monotonic()
             return set(self._names)
@@ -145,14 +145,14 @@ def run_flower(settings: Settings, *, port: int | None = None, address: str = "1
     pairs: list[tuple[str, str]] = []
     try:
         pairs = known_pairs(settings)
-    except Exception as exc:  # noqa: BLE001 - Flower is still useful without the database
+    except Exception as exc:  # Flower is still useful without the database
         log.warning("flower: database unavailable, per-pair queues unknown (%s)", exc.__class__.__name__)
     if pairs:
         capp.conf.task_queues = list(capp.conf.task_queues) + [pair_queue(a, v) for a, v in pairs]
         try:
             # RabbitMQ's management API reports only declared queues.
             KombuMirror(capp).declare(pairs)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("flower: could not declare the per-pair queues (%s)", exc.__class__.__name__)
     if settings.broker_kind == "sqla":
         log.warning("flower: the SQLAlchemy broker has no queue view in Flower; use /ops or /metrics")

@@ -195,7 +195,7 @@ def _run_after_commit(session: Session) -> None:
     for fn in pending:
         try:
             fn()  # type: ignore[operator]
-        except Exception as exc:  # noqa: BLE001 - a failed publish is repaired by reconciliation
+        except Exception as exc:  # a failed publish is repaired by reconciliation
             if is_outage(exc):
                 log.warning("after-commit hook failed (%s); reconciliation repairs it", describe_error(exc))
             else:

@@ -91,7 +91,7 @@ class OfficeInstance:
         # A fresh pipe name per start, so a bridge can never reach a dying predecessor.
         pipe = f"convhub-{os.getpid()}-{self.index}-{secrets.token_hex(4)}"
         connect = f"pipe,name={pipe};urp;StarOffice.ComponentContext"
-        logf = open(self.workdir / f"instance-{self.index}.log", "wb")  # noqa: SIM115 (handed to Popen)
+        logf = open(self.workdir / f"instance-{self.index}.log", "wb")  # (handed to Popen)
         try:
             self._office = subprocess.Popen(
                 [

@@ -29,7 +29,7 @@ def _message(exc):
 
 
 def _props(uno, **values):
-    from com.sun.star.beans import PropertyValue  # noqa: PLC0415 (only importable after `import uno`)
+    from com.sun.star.beans import PropertyValue  # (only importable after `import uno`)
 
     out = []
     for name, value in values.items():
@@ -119,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     try:
-        import uno  # noqa: PLC0415 (system python only)
+        import uno  # (system python only)
 
         ctx, desktop = _connect(uno, args.connect, args.connect_timeout)
         _reply({"event": "ready", "version": _product_version(uno, ctx)})

@@ -79,7 +79,7 @@ def _open(png: bytes) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(png))
         img.load()
-    except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a broken image
+    except Exception as exc:  # Pillow raises several kinds for a broken image
         raise RasterizeError(f"not a readable image ({exc.__class__.__name__})") from None
     return img
 

@@ -96,7 +96,7 @@ class RequestLog:
                 endpoint, method if method in _METHODS else "other", status
             ).inc()
             metrics_view.HTTP_SECONDS.labels(endpoint).observe(elapsed)
-        except Exception:  # noqa: BLE001 - metrics must never break a request
+        except Exception:  # metrics must never break a request
             log.debug("http metrics failed", exc_info=True)
         level = logging.DEBUG if path in QUIET_PATHS and status.startswith("2") else logging.INFO
         if not http_log.isEnabledFor(level):

@@ -78,7 +78,7 @@ def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable
             message = "service temporarily unavailable; try again"
         # An error answer carries only the fields the error names (540's retryAfterSeconds).
         fields = tuple(exc.fields.get(name) for name, _ in op.outs) if exc.fields else absent
-    except Exception:  # noqa: BLE001 - logged here; the wire gets a fixed message, never a traceback
+    except Exception:  # logged here; the wire gets a fixed message, never a traceback
         log.exception("soap %s failed", op.name)
         status, message, fields = GENERAL_ERROR, "internal error", absent
     SOAP_STATUS.labels(op.name, str(status)).inc()

@@ -181,7 +181,7 @@ class StreamedResults:
                 who = rt.auth.client(s, name, secret, rt.now())
                 result = client_views.result_of(s, who.id, job_id)
             fmt, filename, blob_id, size = result.format, result.filename, result.blob_id, result.size
-        except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
+        except Exception:  # spyne repeats the call and answers the error status
             return None
         if fmt is None or filename is None or _NOT_XML_CHAR.search(fmt + filename):
             return None  # spyne leaves an absent field out and refuses what XML cannot carry
@@ -294,7 +294,7 @@ class StreamedUploads:
                 "200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(refused)))]
             )
             return [refused]
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to spyne on fallback; closed with its owner
+        spool = tempfile.TemporaryFile()  # handed to spyne on fallback; closed with its owner
         spool.write(head)
         received = len(head) + _copy(source, spool, length - len(head))
         if received < length:
@@ -305,7 +305,7 @@ class StreamedUploads:
             identifier = self._store(spool, who)
         except NotPlain as exc:
             log.debug("contentUpload handed to spyne: %s", exc)
-        except Exception:  # noqa: BLE001 - spyne repeats the call and answers the error status
+        except Exception:  # spyne repeats the call and answers the error status
             log.debug("contentUpload handed to spyne after an error", exc_info=True)
         if identifier is None:
             spool.seek(0)
@@ -333,7 +333,7 @@ class StreamedUploads:
             SOAP_STATUS.labels(UPLOAD, "501").inc()
             message = f"<statusMessage>{escape(AUTH_FAILED)}</statusMessage>".encode()
             return None, _response_head(UPLOAD, 501) + message + _response_tail(UPLOAD)
-        except Exception:  # noqa: BLE001 - the database is away, say: the normal path decides
+        except Exception:  # the database is away, say: the normal path decides
             return None, None
 
     def _store(self, spool: Any, who: ClientIdentity | None) -> str:

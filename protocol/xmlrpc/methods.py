@@ -237,7 +237,7 @@ def multicall(ctx: Context, calls: list[Any]) -> list[Any]:
             if call["methodName"] == "system.multicall":
                 raise BadArgument("system.multicall cannot be nested")
             out.append([dispatch(ctx, call["methodName"], call.get("params", []))])
-        except Exception as exc:  # noqa: BLE001 - each call gets its own fault, as the convention says
+        except Exception as exc:  # each call gets its own fault, as the convention says
             code, text = record_fault(exc)
             out.append({"faultCode": code, "faultString": text})
     return out

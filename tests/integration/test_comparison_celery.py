@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-import tasks.comparison  # noqa: F401 - the shared tasks must exist before the test app is finalised
+import tasks.comparison  # the shared tasks must exist before the test app is finalised
 from app.db.models import Comparison
 from app.services import comparison, leases, submission
 from tasks.base import attach_runtime

@@ -137,7 +137,7 @@ def test_racing_recorders_write_one_snapshot(rt, clock) -> None:  # type: ignore
         try:
             start.wait()
             written.append(record(rt))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=go) for _ in range(4)]

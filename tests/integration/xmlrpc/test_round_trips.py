@@ -84,8 +84,8 @@ def served(make_runtime, any_db_url):  # type: ignore[no-untyped-def]
 
 # The hot path's round trips per request (docs/benchmarks.md, "Hot path"), per database.
 EXPECTED = {
-    "sqlite": {"empty": 3, "job": 11, "finish": 11},
-    "postgresql": {"empty": 2, "job": 10, "finish": 12},
+    "sqlite": {"empty": 3, "job": 7, "finish": 11},
+    "postgresql": {"empty": 1, "job": 2, "finish": 11},
 }
 
 

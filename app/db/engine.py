@@ -92,16 +92,19 @@ class Database:
                 s.rollback()
         self.outage.ok()
 
-    def run(self, fn: Callable[[Session], T], *, read: bool = False, autocommit: bool = False) -> T:
+    def run(
+        self, fn: Callable[[Session], T], *, read: bool = False, autocommit: bool = False, may_retry: Callable[[], bool] | None = None
+    ) -> T:
         """`fn(session)` in one transaction (`read`: a read session), run once more on a fresh
         connection when the pooled one was found dead (the stand-in for pre-ping). A dead
         connection has committed nothing, and after-commit hooks are dropped with its rollback.
 
         `autocommit` (PostgreSQL): no BEGIN/COMMIT around `fn`, for one statement that is atomic on
-        its own (the claim): one round trip. On SQLite it is a write transaction."""
+        its own (the claim): one round trip. On SQLite it is a write transaction. `may_retry`: False
+        once `fn` has consumed what it cannot read again (a request body being stored)."""
         for attempt in (1, 2):
             try:
-                with self._translate_errors(retryable=attempt == 1):
+                with self._translate_errors(retryable=attempt == 1 and (may_retry is None or may_retry())):
                     out = self._run_once(fn, read, autocommit)
             except _DeadConnection:
                 log.info("a pooled database connection was dead; running the request on a fresh one")

@@ -36,8 +36,7 @@ def touch_factory(db: Database, factory_id: int, now: datetime) -> None:
         if last is not None and now - last < TOUCH_INTERVAL:
             return
         _touched[factory_id] = now
-    with db.session() as s:
-        s.execute(update(Factory).where(Factory.id == factory_id).values(last_poll_at=now))
+    db.run(lambda s: s.execute(update(Factory).where(Factory.id == factory_id).values(last_poll_at=now)))
 
 
 class LazyReclaimer:
@@ -63,9 +62,8 @@ class LazyReclaimer:
     def __call__(self, db: Database, now: datetime, notifier: Notifier, mirror: Mirror) -> int:
         if not self.due(now):
             return 0
-        with db.read_session() as s:
-            if not maintenance.has_expired_lease(s, now):
-                return 0
+        if not db.run(lambda s: maintenance.has_expired_lease(s, now), read=True):
+            return 0
         with db.session() as s:
             done = maintenance.reclaim_expired(s, now, notifier, mirror)
         for job_id, state in done:

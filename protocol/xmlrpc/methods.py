@@ -173,11 +173,14 @@ def jobs_finish(ctx: Context, factory_name: str, job: str, fmt: str, document: A
     max_bytes = rt.settings.max_document_bytes
     t0 = time.perf_counter()
     try:
-        with rt.db.session() as s:
-            done = leases.finish(
+        # The document is decoded afresh per attempt (the text is re-readable): a finish that met a
+        # dead pooled connection runs once more on a fresh one.
+        done = rt.db.run(
+            lambda s: leases.finish(
                 s, rt.now(), rt.notifier, guid=job, owner=owner, token=lease, fmt=fmt,
                 parts=wire.decode_base64(document, max_bytes), max_bytes=max_bytes,
             )
+        )
     finally:
         metrics.FINISH_SECONDS.observe(time.perf_counter() - t0)
     metrics.FINISHED.labels(application=done.application, version=done.version).inc()

@@ -4,6 +4,7 @@ rules hold through it exactly as through `claims.claim` (tests/integration/test_
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import select, text, update
@@ -116,3 +117,30 @@ def test_claim_at_once_is_the_postgresql_path(make_runtime, pg_url):
     )
     assert isinstance(got, claims.Claimed) and got.document == b"PK x"
     assert rt.db.run(lambda s: claims.claim_at_once(s, rt.now(), rt.policy, owner="f", workers=[SPEC], pairs=[SPEC.pair]), autocommit=True) is None
+
+
+def test_finish_of_a_requeued_completed_job_replaces_its_result(make_runtime, any_db_url):
+    from app.db.models import Blob, Result
+    from app.services import maintenance
+
+    rt = make_runtime(database_url=any_db_url, broker=False)
+    [job_id] = _flood(rt, add_client(rt), 1)
+
+    def finish(data: bytes) -> str:
+        got = _next(rt)
+        assert got is not None and got.id == job_id
+        with rt.db.session() as s:
+            return leases.finish(
+                s, rt.now(), rt.notifier, guid=got.guid, owner="f", token=got.lease_token, fmt="pdf", parts=data, max_bytes=1 << 20
+            ).result_guid
+
+    first = finish(b"%PDF first")
+    with rt.db.session() as s:
+        maintenance.requeue(s, rt.now(), rt.mirror, job_id)
+    second = finish(b"%PDF second")
+    with rt.db.read_session() as s:
+        results = s.execute(select(Result.guid, Blob.size, Blob.sha256).join(Blob, Blob.id == Result.blob_id).where(Result.job_id == job_id)).all()
+        sizes = set(s.scalars(select(Blob.size)).all())
+    assert first != second and [r.guid for r in results] == [second]
+    assert results[0].size == len(b"%PDF second") and results[0].sha256 == hashlib.sha256(b"%PDF second").hexdigest()
+    assert len(b"%PDF first") not in sizes  # the first result's blob went with it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -30,15 +31,30 @@ def _rechunk(parts: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def store_blob(session: Session, parts: Iterable[bytes] | bytes, now: datetime) -> Blob:
+    """Store the bytes in 1 MiB chunks; size and SHA-256 are computed on the way.
+
+    Round trips: a document of one chunk (in hand once the second read comes back empty) is 2, the
+    blob row already with its size and hash, then the chunk; a larger one is n + 2 (the blob row,
+    the n chunks as they stream, then its size and hash)."""
     if isinstance(parts, bytes | bytearray | memoryview):
         data = bytes(parts)
         parts = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
+    chunks = _rechunk(parts)
+    first = next(chunks, b"")
+    second = next(chunks, None)
+    if second is None:
+        blob = Blob(size=len(first), sha256=hashlib.sha256(first).hexdigest(), created_at=now)
+        session.add(blob)
+        session.flush()
+        if first:
+            session.execute(insert(BlobChunk).values(blob_id=blob.id, seq=0, data=first))
+        return blob
     blob = Blob(size=0, sha256="", created_at=now)
     session.add(blob)
     session.flush()
     digest = hashlib.sha256()
     size = 0
-    for seq, chunk in enumerate(_rechunk(parts)):
+    for seq, chunk in enumerate(itertools.chain((first, second), chunks)):
         digest.update(chunk)
         size += len(chunk)
         # Core insert, not an ORM object: the session must not keep every chunk alive until commit.

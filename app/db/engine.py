@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -19,6 +20,8 @@ from app.domain.errors import Unavailable
 
 log = logging.getLogger("convhub.db")
 
+T = TypeVar("T")
+
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
@@ -28,7 +31,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size)
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    # No pre-ping: it would cost a round trip per checkout on the hot path. Connections are recycled
+    # after 30 minutes, and a request that finds its pooled connection dead (a server restart, a
+    # killed backend) runs once more on a fresh one (`Database.run`); SQLAlchemy then recycles
+    # every connection older than the failure on its next checkout.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -64,6 +71,8 @@ class Database:
         if not self.is_sqlite:
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._read = sessionmaker(self.engine.execution_options(**read_options), expire_on_commit=False)
+        # One-statement writes on PostgreSQL (the claim): autocommit, no BEGIN/COMMIT round trips.
+        self._auto = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
         self.outage = OutageLog()
 
     @contextmanager
@@ -83,6 +92,37 @@ class Database:
                 s.rollback()
         self.outage.ok()
 
+    def run(
+        self, fn: Callable[[Session], T], *, read: bool = False, autocommit: bool = False, may_retry: Callable[[], bool] | None = None
+    ) -> T:
+        """`fn(session)` in one transaction (`read`: a read session), run once more on a fresh
+        connection when the pooled one was found dead (the stand-in for pre-ping). A dead
+        connection has committed nothing, and after-commit hooks are dropped with its rollback.
+
+        `autocommit` (PostgreSQL): no BEGIN/COMMIT around `fn`, for one statement that is atomic on
+        its own (the claim): one round trip. On SQLite it is a write transaction. `may_retry`: False
+        once `fn` has consumed what it cannot read again (a request body being stored)."""
+        for attempt in (1, 2):
+            try:
+                with self._translate_errors(retryable=attempt == 1 and (may_retry is None or may_retry())):
+                    out = self._run_once(fn, read, autocommit)
+            except _DeadConnection:
+                log.info("a pooled database connection was dead; running the request on a fresh one")
+                continue
+            self.outage.ok()
+            return out
+        raise AssertionError("unreachable")
+
+    def _run_once(self, fn: Callable[[Session], T], read: bool, autocommit: bool) -> T:
+        if autocommit and not self.is_sqlite:
+            with self._auto() as s:
+                return fn(s)
+        with self._read() if read else self._write() as s, s.begin():
+            out = fn(s)
+            if read:
+                s.rollback()
+            return out
+
     def ping(self) -> None:
         with self._translate_errors():
             with self.engine.connect() as c:
@@ -90,23 +130,29 @@ class Database:
         self.outage.ok()
 
     @contextmanager
-    def _translate_errors(self) -> Iterator[None]:
+    def _translate_errors(self, *, retryable: bool = False) -> Iterator[None]:
         """Connection refused, database locked past the busy timeout, server gone, pool exhausted:
         Unavailable (retryable; the adapters answer fault 503 / status 599). The first such failure
         of an outage is logged once here; the requests themselves log one line each, no traceback."""
         try:
             yield
-        except (OperationalError, PoolTimeout) as exc:
-            self.outage.failed(exc)
-            raise Unavailable("database unavailable") from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if retryable and exc.connection_invalidated:
+                raise _DeadConnection() from exc
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 self.outage.failed(exc)
                 raise Unavailable("database unavailable") from exc
             raise
+        except PoolTimeout as exc:
+            self.outage.failed(exc)
+            raise Unavailable("database unavailable") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _DeadConnection(Exception):
+    """A pooled connection was found dead (SQLAlchemy invalidated it); `Database.run` retries once."""
 
 
 class OutageLog:

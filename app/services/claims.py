@@ -38,6 +38,8 @@ class Claimed:
     lease_token: str
     lease_expires: datetime
     attempt: int
+    # The document itself when it is one chunk and the claim read it in the same statement.
+    document: bytes | None = None
 
 
 def probe(session: Session, workers: Sequence[WorkerSpec]) -> list[tuple[tuple[float, int], tuple[str, str]]]:
@@ -106,6 +108,44 @@ def claim(
     return None
 
 
+class NeedsTransaction:
+    """`claim_at_once` found a head it could not claim in one statement (see `statements.claim_statement`)."""
+
+
+NEEDS_TRANSACTION = NeedsTransaction()
+
+
+def claim_at_once(
+    session: Session, now: datetime, policy: LeasePolicy, *, owner: str, workers: Sequence[WorkerSpec], pairs: Sequence[tuple[str, str]]
+) -> Claimed | NeedsTransaction | None:
+    """PostgreSQL, autocommit: the claim as one statement per pair tried, the document included when
+    it is one chunk. Round trips: 1 per pair tried (the first pair with a head, as a rule).
+
+    Same order and rules as `claim` (fair share, priority, followers never claimed). A head whose
+    client has an in-flight limit (or whose job another claimer took) answers NEEDS_TRANSACTION:
+    the caller then runs `claim` in a transaction."""
+    by_pair = sql.by_pair(workers)
+    token = policy.new_token()
+    expires = policy.grant_expiry(now)
+    params = {"c_state": int(JobState.REQUESTED_FOR_PROCESSING), "c_token": token, "c_owner": owner, "c_now": now, "c_expires": expires}
+    for pair in pairs:
+        ws = by_pair.get(pair)
+        if not ws:
+            continue
+        row = session.execute(sql.claim_statement(pair, ws), params).first()
+        if row is None:
+            continue  # nothing claimable there (any more)
+        if row.id is None:
+            return NEEDS_TRANSACTION
+        return Claimed(
+            id=row.id, guid=row.guid, application=row.application, version=row.version, doctype=row.doctype,
+            format=row.format, page_start=row.page_start, page_end=row.page_end, filename=row.filename,
+            blob_id=row.blob_id, size=row.size, lease_token=token, lease_expires=expires, attempt=row.attempts,
+            document=None if row.data is None else bytes(row.data),
+        )
+    return None
+
+
 def _claim_fair(
     session: Session,
     pair: tuple[str, str],
@@ -155,6 +195,7 @@ def _claim_fair(
         lease_token=token,
         lease_expires=expires,
         attempt=got.attempts,
+        document=None if row.data is None else bytes(row.data),
     )
 
 

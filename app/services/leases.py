@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import after_commit
-from app.db.models import Content, Job, Result
+from app.db.models import Job, Result
 from app.db.removal import delete_unreferenced
 from app.domain.errors import BadArgument, LeaseNotHeld, NotFound
 from app.domain.leases import LeasePolicy, after_lost_attempt, lease_is_live
@@ -33,7 +33,14 @@ def _held(session: Session, now: datetime, guid: str, owner: str, token: str | N
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
     job = session.scalar(q)
-    if job is None or job.state == DELETED:
+    if job is None:
+        raise NotFound(f"unknown job {guid!r}")
+    _check_held(job, now, guid, owner, token)
+    return job
+
+
+def _check_held(job: Job, now: datetime, guid: str, owner: str, token: str | None) -> None:
+    if job.state == DELETED:
         raise NotFound(f"unknown job {guid!r}")
     if (
         job.state not in IN_FLIGHT
@@ -41,7 +48,6 @@ def _held(session: Session, now: datetime, guid: str, owner: str, token: str | N
         or not lease_is_live(job.lease_token, job.lease_expires, token, now)
     ):
         raise LeaseNotHeld(f"lease on job {guid} is not held by {owner!r}", job_id=job.id)
-    return job
 
 
 def _fenced_update(session: Session, job: Job, now: datetime, *, state: JobState, **values: object) -> None:
@@ -115,38 +121,51 @@ def finish(
     parts: Iterable[bytes] | bytes,
     max_bytes: int,
 ) -> Finished:
-    """Store the result and complete the job."""
-    job = _held(session, now, guid, owner, token)
+    """Store the result and complete the job.
+
+    Round trips (a one-chunk result, no callback URL, no follower): BEGIN; the job with its lease,
+    its document's filename, an earlier result and whether followers wait (`_finishing`, one SELECT,
+    locked on PostgreSQL); the blob row and its chunk (`store_checked`); the result INSERT; the
+    fenced UPDATE; COMMIT."""
+    job, filename, old_result, old_blob, has_followers = _finishing(session, now, guid, owner, token)
     fmt = (fmt or "").strip().lower()
     if job.format and fmt != job.format:
         raise BadArgument(f"job {guid} asks for format {job.format!r}, got {fmt!r}")
     if fmt not in FORMATS:
         raise BadArgument(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     blob = store_checked(session, parts, now, max_bytes, "result")
-    filename = session.scalar(select(Content.filename).where(Content.id == job.content_id)) or "document"
     ext = {"pdf": "pdf", "png": "png", "odf": job.doctype}[fmt]
     result = Result(
         guid=str(uuid.uuid4()),
         job_id=job.id,
         blob_id=blob.id,
         format=fmt,
-        filename=f"{filename.rsplit('.', 1)[0]}.{ext}",
+        filename=f"{(filename or 'document').rsplit('.', 1)[0]}.{ext}",
         created_at=now,
     )
     # An earlier attempt's result cannot exist (COMPLETE is final), but a requeued job's might.
-    old = session.scalar(select(Result).where(Result.job_id == job.id))
-    if old is not None:
-        old_blob = old.blob_id
-        session.delete(old)
-        session.flush()
+    if old_result is not None:
+        session.execute(delete(Result).where(Result.id == old_result))
         delete_unreferenced(session, [old_blob])  # cached results may share it
     session.add(result)
     _fenced_update(
         session, job, now, state=JobState.COMPLETE, lease_token=None, lease_expires=None, updated_at=now, failure_reason=None
     )
     queue_callback(session, now, notifier, job.id, job.success_url, JobState.COMPLETE)
-    result_cache.complete_followers(session, now, notifier, job.id, result)
+    if has_followers:
+        result_cache.complete_followers(session, now, notifier, job.id, result)
     return Finished(result.guid, job.application, job.version)
+
+
+def _finishing(session: Session, now: datetime, guid: str, owner: str, token: str | None) -> tuple[Job, str | None, int | None, int, bool]:
+    """`_held`, with what a finish needs besides the job in the same SELECT: the document's
+    filename, an earlier result (id, blob) and whether QUEUED followers wait for this job."""
+    q = sql.finishing_query(session.get_bind().dialect.name == "postgresql")
+    row = session.execute(q, {"f_guid": guid}).first()
+    if row is None:
+        raise NotFound(f"unknown job {guid!r}")
+    _check_held(row.Job, now, guid, owner, token)
+    return row.Job, row.filename, row.old_result, row.old_blob, bool(row.has_followers)
 
 
 def fail(

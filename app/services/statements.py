@@ -11,10 +11,11 @@ import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, literal, literal_column, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, func, literal, literal_column, or_, select, union_all, update
 from sqlalchemy.orm import aliased
 
-from app.db.models import Blob, ClientApplication, Content, Job
+from app.db.blobs import CHUNK
+from app.db.models import Blob, BlobChunk, ClientApplication, Content, Job, Result
 from app.domain.matching import WorkerSpec
 from app.domain.states import DELETABLE, DELETED, IN_FLIGHT, TERMINAL
 
@@ -151,12 +152,14 @@ def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bo
             Content.filename,
             Content.blob_id,
             Blob.size,
+            BlobChunk.data,  # the document when it is one chunk (no second read for the poll's answer)
         )
         .select_from(k)
         .join(Job, Job.id == best_id)
         .join(ClientApplication, ClientApplication.id == k.c.client_id)
         .join(Content, Content.id == Job.content_id)
         .join(Blob, Blob.id == Content.blob_id)
+        .outerjoin(BlobChunk, and_(BlobChunk.blob_id == Blob.id, BlobChunk.seq == 0, Blob.size <= CHUNK))
     )
 
 
@@ -191,3 +194,115 @@ def job_claim_update(job_id: int, pair: tuple[str, str], workers: Sequence[Worke
         Job.application == pair[0], Job.version == pair[1], worker_filter(workers)
     )
     return claim_update(target, is_pg)
+
+
+# ---------------------------------------------------------------- the one-statement claim (PostgreSQL)
+
+# The bound values of `claim_statement`, given per execution (the statement itself is built once).
+CLAIM_PARAMS = ("c_state", "c_token", "c_owner", "c_now", "c_expires")
+
+
+@functools.lru_cache(maxsize=4096)
+def claim_statement(pair: tuple[str, str], workers: tuple[WorkerSpec, ...]):  # type: ignore[no-untyped-def]
+    """PostgreSQL: the whole claim in one pair as one statement (one round trip, autocommit).
+
+        WITH k  AS (the pair's head, FOR UPDATE SKIP LOCKED),
+             j  AS (k's client's next job: priority DESC, id; only when the client has no in-flight limit),
+             c  AS (UPDATE jobs SET <lease>, vtag = k.vtag WHERE id = j.id AND state = 0 RETURNING ...),
+             sw AS (UPDATE jobs SET vtag = <j's old tag> WHERE id = k.id AND k.id <> c.id: the tag swap)
+        SELECT k.id, c.<what the poll answers>, contents.filename, blobs.size,
+               <the document when it is one chunk> FROM k LEFT JOIN c ...
+
+    No row: the pair has no claimable job. A row without `id` (the head exists, nothing was claimed):
+    the head's client has an in-flight limit, or another claimer took its job; the caller claims in
+    a transaction then (`claims.claim`), where the limit is checked under the client's row lock."""
+    best, pick = aliased(Job, name="best"), aliased(Job, name="pick")  # per call, see not_blocked
+    k = head_query(pair, workers).with_for_update(skip_locked=True, of=Job).cte("k")
+    # k's client's next job, as in `pick_query`: a correlated LIMIT 1 walk of
+    # ix_jobs_queued_client_priority (a join with ORDER BY ... LIMIT 1 made PostgreSQL sort the client's backlog).
+    best_id = (
+        select(best.id)
+        .where(
+            best.state == literal_column("0"),
+            best.follows_job_id.is_(None),
+            best.client_id == k.c.client_id,
+            best.application == pair[0],
+            best.version == pair[1],
+            worker_filter(workers, best),
+        )
+        .order_by(best.priority.desc(), best.id)
+        .limit(1)
+        .correlate(k)
+        .scalar_subquery()
+    )
+    j = (
+        select(pick.id, pick.vtag, k.c.id.label("k_id"), k.c.vtag.label("k_vtag"))
+        .select_from(k)
+        .join(pick, pick.id == best_id)
+        .where(k.c.client_id.not_in(select(ClientApplication.id).where(ClientApplication.max_in_flight.is_not(None))))
+        .with_for_update(skip_locked=True, of=pick)
+        .cte("j")
+    )
+    c = (
+        update(Job)
+        .where(Job.id == j.c.id, IS_QUEUED, NOT_FOLLOWING)
+        .values(
+            state=bindparam("c_state"),
+            lease_token=bindparam("c_token"),
+            lease_owner=bindparam("c_owner"),
+            leased_at=bindparam("c_now"),
+            lease_expires=bindparam("c_expires"),
+            attempts=Job.attempts + 1,
+            updated_at=bindparam("c_now"),
+            vtag=j.c.k_vtag,
+        )
+        .returning(
+            Job.id, Job.guid, Job.application, Job.version, Job.doctype, Job.format, Job.page_start, Job.page_end,
+            Job.attempts, Job.content_id, j.c.vtag.label("old_vtag"), j.c.k_id,
+        )
+        .cte("c")
+    )
+    sw = (
+        update(Job)
+        .where(Job.id == c.c.k_id, c.c.k_id != c.c.id, IS_QUEUED)
+        .values(vtag=c.c.old_vtag)
+        .returning(Job.id)
+        .cte("sw")
+    )
+    one_chunk = and_(BlobChunk.blob_id == Blob.id, BlobChunk.seq == 0, Blob.size <= CHUNK)
+    return (
+        select(
+            k.c.id.label("k_id"),
+            c.c.id, c.c.guid, c.c.application, c.c.version, c.c.doctype, c.c.format, c.c.page_start, c.c.page_end,
+            c.c.attempts,
+            Content.filename, Content.blob_id, Blob.size, BlobChunk.data,
+            select(func.count()).select_from(sw).scalar_subquery().label("swapped"),
+        )
+        .select_from(k)
+        .outerjoin(c, c.c.k_id == k.c.id)
+        .outerjoin(Content, Content.id == c.c.content_id)
+        .outerjoin(Blob, Blob.id == Content.blob_id)
+        .outerjoin(BlobChunk, one_chunk)
+    )
+
+
+# ---------------------------------------------------------------- the finish
+
+
+@functools.lru_cache(maxsize=2)
+def finishing_query(is_pg: bool):  # type: ignore[no-untyped-def]
+    """The job by GUID (:f_guid; locked FOR UPDATE on PostgreSQL) with its document's filename, an
+    earlier result (`old_result`, `old_blob`; a requeued job's) and `has_followers` (QUEUED
+    followers of the result cache wait for it): one SELECT instead of four."""
+    follower = aliased(Job, name="follower")
+    q = select(
+        Job,
+        Content.filename,
+        select(Result.id).where(Result.job_id == Job.id).limit(1).scalar_subquery().label("old_result"),
+        select(Result.blob_id).where(Result.job_id == Job.id).limit(1).scalar_subquery().label("old_blob"),
+        select(follower.id)
+        .where(follower.follows_job_id == Job.id, follower.state == literal_column("0"))
+        .exists()
+        .label("has_followers"),
+    ).join(Content, Content.id == Job.content_id).where(Job.guid == bindparam("f_guid"))
+    return q.with_for_update(of=Job) if is_pg else q

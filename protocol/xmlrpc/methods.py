@@ -146,7 +146,9 @@ def jobs_poll(ctx: Context, factory_name: str) -> dict[str, Any]:
         return {}
     metrics.POLLS.labels(outcome="job").inc()
     metrics.LEASES_GRANTED.labels(application=claimed.application, version=claimed.version).inc()
-    blob_id = claimed.blob_id
+    blob_id, in_hand = claimed.blob_id, claimed.document
+    # The claim read a one-chunk document already; a larger one is streamed chunk by chunk.
+    chunks = (lambda: iter((in_hand,))) if in_hand is not None else (lambda: documents.stream(rt.db, blob_id))
     return {
         # The seed's fields, names and types, in the seed's order.
         "job": claimed.guid,
@@ -157,7 +159,7 @@ def jobs_poll(ctx: Context, factory_name: str) -> dict[str, Any]:
         "format": claimed.format,
         "filename": claimed.filename,
         "doctype": claimed.doctype,
-        "document": wire.StreamedBase64(claimed.size, lambda: documents.stream(rt.db, blob_id)),
+        "document": wire.StreamedBase64(claimed.size, chunks),
         # Extensions.
         "lease": claimed.lease_token,
         "leaseExpires": claimed.lease_expires,
@@ -171,11 +173,14 @@ def jobs_finish(ctx: Context, factory_name: str, job: str, fmt: str, document: A
     max_bytes = rt.settings.max_document_bytes
     t0 = time.perf_counter()
     try:
-        with rt.db.session() as s:
-            done = leases.finish(
+        # The document is decoded afresh per attempt (the text is re-readable): a finish that met a
+        # dead pooled connection runs once more on a fresh one.
+        done = rt.db.run(
+            lambda s: leases.finish(
                 s, rt.now(), rt.notifier, guid=job, owner=owner, token=lease, fmt=fmt,
                 parts=wire.decode_base64(document, max_bytes), max_bytes=max_bytes,
             )
+        )
     finally:
         metrics.FINISH_SECONDS.observe(time.perf_counter() - t0)
     metrics.FINISHED.labels(application=done.application, version=done.version).inc()

@@ -39,6 +39,17 @@ PACKAGES = ("SQLAlchemy", "psycopg", "gunicorn", "Flask", "Werkzeug", "celery", 
             "pgqueuer", "asyncpg", "granian", "waitress", "gevent")
 
 
+# What limits a row whose target is missed (issue 14 has the py-spy profile of the web workers:
+# SQLAlchemy 51% of their CPU, psycopg 14%, gunicorn 8%, convhub's own code 7%).
+LIMITS = {
+    "dispatch": "per-cycle statements + pre-ping checkouts (columns stmts/checkouts) and ORM overhead in the web "
+                "workers (web_cpu_ms); issue 14 point 1 (Core hot path, 1-2 round trips per call) targets both",
+    "claims": "the poll service's probe + ORM claim + touch: several round trips and ORM work per claim, where the "
+              "raw claim is one prepared statement; issue 14 point 1",
+    "scale": "see the row's columns; the database work of this one call dominates",
+}
+
+
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -47,11 +58,11 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     for name, cmd in (("postgresql", ["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version"]),
-                      ("redis", ["redis-cli", "INFO", "server"])):
+                      ("redis_server", ["redis-cli", "INFO", "server"])):
         try:
             text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
             out[name] = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("redis_version")), text.strip()) \
-                if name == "redis" else text.strip()
+                if name == "redis_server" else text.strip()
         except OSError:
             out[name] = None
     return out
@@ -81,13 +92,33 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The results file as the Markdown table docs/benchmarks.md shows."""
+    v = result["versions"]
+    head = (f"Run {result['date']}, commit `{result['git_commit']}`, {result['cores']} cores, load average "
+            f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} after (machine shared with other "
+            f"work: load varied during the run), {result['total_seconds']:.0f} s. Python {v['python']}, "
+            + ", ".join(f"{k} {v[k]}" for k in PACKAGES + ("postgresql", "redis_server") if v.get(k)) + ".\n")
+    lines = [head, "| group | row | measured | target | met |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        row = Row(r["group"], r["name"], r["values"], r["target"], r["met"], r["note"])
+        met = {True: "yes", False: "**no**", None: ""}[row.met]
+        cell = row.cell().replace("  ", "<br>") + (f"<br>*{row.note}*" if row.note else "")
+        lines.append(f"| {row.group} | {row.name} | {cell} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="ceilings, dispatch and claims with short windows (< 3 min)")
     ap.add_argument("--groups", default="", help=f"comma-separated subset of {','.join(GROUPS)}")
     ap.add_argument("--seconds", type=float, default=None, help="measurement window per row (default 10; 4 with --quick)")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    ap.add_argument("--markdown", metavar="FILE", help="print FILE (a results file) as a Markdown table and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     groups = [g for g in args.groups.split(",") if g] or (["ceilings", "dispatch", "claims"] if args.quick else list(GROUPS))
     unknown = set(groups) - set(GROUPS)
     if unknown:
@@ -124,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 new = rows_http.serving(seconds / 2, ctx)
         except Exception as exc:  # noqa: BLE001 - one broken group does not hide the others
             new = [Row(g, f"{g} (group failed)", note=f"{type(exc).__name__}: {exc}")]
+        for r in new:
+            if r.met is False and not r.note and g in LIMITS:
+                r.note = "limited by " + LIMITS[g]
         rows += new
         print(table(new), flush=True)
         print(f"[bench] {g}: {time.monotonic() - t:.0f} s", flush=True)

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench bench-quick bench-serving bench-factory install system-deps services topology clean
+.PHONY: serve test soak lint bench bench-quick bench-serving bench-scripts install system-deps services topology clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "convhub needs Python 3.11 (spyne 2.14 does not import on 3.12+)"'
@@ -42,6 +42,12 @@ test: install system-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
+## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/).
+## Further soak stages (process kills, broker and database loss) are added as lines below.
+soak: install system-deps
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
+
 ## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).
 ## Extra packages (pgqueuer, granian, ...) go to bench/.extra only, pinned in bench/requirements-extra.txt.
 BENCH_EXTRA := bench/.extra/.installed-stamp
@@ -62,10 +68,13 @@ bench-quick: install $(BENCH_EXTRA)
 bench-serving: install $(BENCH_EXTRA)
 	$(BIN)/python bench/run.py --groups serving $(BENCH_ARGS)
 
-## Conversions per minute (LibreOffice warm vs cold) and how long refusals and timeouts take.
-bench-factory: install system-deps
-	$(BIN)/python bench/bench_factory.py --quick
-	$(BIN)/python bench/bench_timeouts.py
+## The standalone scripts the driver does not run: fair share under many clients, LibreOffice
+## conversions per minute (warm vs cold), how long refusals and timeouts take.
+bench-scripts: install system-deps
+	mkdir -p bench/results
+	$(BIN)/python bench/bench_fairshare.py --out bench/results/fairshare.json
+	$(BIN)/python bench/bench_factory.py --quick --out bench/results/factory.json
+	$(BIN)/python bench/bench_timeouts.py --out bench/results/timeouts.json
 
 clean:
 	rm -rf $(VENV) var bench/results bench/.extra tests/artifacts

@@ -82,7 +82,10 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
     rt = _runtime(broker=False)
     secret, generated = _secret_or_generate(args.secret)
     with rt.db.session() as s:
-        admin.add_client(s, rt.now(), args.name, secret)
+        admin.add_client(
+            s, rt.now(), args.name, secret, weight=args.weight if args.weight is not None else 1,
+            max_queued=args.max_queued, max_in_flight=args.max_in_flight,
+        )
     print(f"client {args.name!r} added")
     if generated:
         print(f"secret: {secret}")
@@ -96,7 +99,20 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
     rt = _runtime(broker=False)
     with rt.db.read_session() as s:
         rows = admin.list_clients(s)
-    _print_table(rows, ["name", "jobs", "disabled", "created"])
+    _print_table(rows, ["name", "jobs", "disabled", "created", "weight", "max_queued", "max_in_flight", "id"])
+    return 0
+
+
+def cmd_clients_set(args: argparse.Namespace) -> int:
+    from app.services import admin
+
+    if args.weight is None and args.max_queued is None and args.max_in_flight is None:
+        raise CliError("nothing to change: give --weight, --max-queued and/or --max-in-flight")
+    rt = _runtime(broker=False)
+    with rt.db.session() as s:
+        c = admin.set_client(s, args.name, weight=args.weight, max_queued=args.max_queued, max_in_flight=args.max_in_flight)
+        shown = (c.weight, c.max_queued, c.max_in_flight)
+    print(f"client {args.name!r}: weight {shown[0]}, max_queued {shown[1] or 'default'}, max_in_flight {shown[2] or 'unlimited'}")
     return 0
 
 
@@ -188,7 +204,8 @@ def cmd_jobs_submit(args: argparse.Namespace) -> int:
         job = submission.submit(
             s, rt.now(), rt.mirror, client_id=client.id, content=content, application=args.application,
             version=args.version, fmt=args.format or "", page_start=start, page_end=end,
-            max_attempts=rt.settings.max_attempts,
+            max_attempts=rt.settings.max_attempts, priority=args.priority,
+            default_max_queued=rt.settings.client_max_queued,
             no_cache=args.no_cache, notifier=rt.notifier, share_across_clients=rt.settings.share_results_across_clients,
         )
         job_id, guid, cached_from, follows = job.id, job.guid, job.cached_from, job.follows_job_id
@@ -439,7 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cl.add_parser("add")
     sp.add_argument("name")
     sp.add_argument("--secret")
+    _policy_args(sp, reset=False)
     sp.set_defaults(func=cmd_clients_add)
+    sp = cl.add_parser("set", help="change a client's weight and limits")
+    sp.add_argument("name")
+    _policy_args(sp, reset=True)
+    sp.set_defaults(func=cmd_clients_set)
     sp = cl.add_parser("list")
     sp.set_defaults(func=cmd_clients_list)
     sp = cl.add_parser("remove")
@@ -467,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--version", required=True)
     sp.add_argument("--format", default="")
     sp.add_argument("--pages", default=None, help="N, N-M or N- (default: all)")
+    sp.add_argument("--priority", type=int, default=None, help="0-9, higher first among this client's jobs (default 5)")
     sp.add_argument("--no-cache", action="store_true", help="convert even if the same conversion is cached or running")
     sp.set_defaults(func=cmd_jobs_submit)
     cli_results.add_wait_options(sp)
@@ -496,6 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_factory_commands(sub)
     return p
+
+
+def _policy_args(sp: argparse.ArgumentParser, *, reset: bool) -> None:
+    """The farm-policy options of `clients add` and `clients set`."""
+    again = " (-1: back to the default)" if reset else ""
+    sp.add_argument("--weight", type=int, default=None, help="fair-share weight, 1-1000 (default 1)")
+    sp.add_argument("--max-queued", type=int, default=None, help=f"queued jobs allowed (default CONVHUB_CLIENT_MAX_QUEUED){again}")
+    sp.add_argument("--max-in-flight", type=int, default=None, help=f"jobs handed out at once (default unlimited){again}")
 
 
 # -- factory subcommands ---------------------------------------------------------------------------

@@ -79,6 +79,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     auth_cache_seconds: int = 60
+    client_max_queued: int = 10_000
+    metrics_client_names: bool = False
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -157,4 +159,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=fmt,
         auth_cache_seconds=_int(env, "CONVHUB_AUTH_CACHE_SECONDS", 60, minimum=0),
+        client_max_queued=_int(env, "CONVHUB_CLIENT_MAX_QUEUED", 10_000, minimum=1),
+        metrics_client_names=_bool(env, "CONVHUB_METRICS_CLIENT_NAMES", False),
     )

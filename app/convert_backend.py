@@ -131,6 +131,7 @@ class LocalBackend:
                 version=version, fmt=fmt, page_start=page_start, page_end=page_end,
                 max_attempts=self.rt.settings.max_attempts, notifier=self.rt.notifier,
                 share_across_clients=self.rt.settings.share_results_across_clients,
+                default_max_queued=self.rt.settings.client_max_queued,
             )
             return int(job.id)
 

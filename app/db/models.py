@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -59,6 +60,24 @@ class ClientApplication(Base):
     secret_hash: Mapped[str] = mapped_column(String(300))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Farm policy (docs/operations.md, "Fair share and quotas"): the client's share weight, its
+    # virtual time (the last fair-share tag it was given) and its quotas (NULL max_queued = the
+    # setting CONVHUB_CLIENT_MAX_QUEUED; NULL max_in_flight = unlimited).
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    vtime: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    max_queued: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        Index("ix_client_applications_vtime", "vtime"),
+        # The clients with an in-flight limit: the claim's "not blocked" check reads only these.
+        Index(
+            "ix_client_applications_limited",
+            "id",
+            postgresql_where=text("max_in_flight IS NOT NULL"),
+            sqlite_where=text("max_in_flight IS NOT NULL"),
+        ),
+    )
 
 
 class Factory(Base):
@@ -152,17 +171,21 @@ class Job(Base):
     # cancelContentConversion on an in-flight job: the factory learns it on its next jobs.extend.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
+    # Fair share: 0-9, higher first within the client's own jobs; `vtag` is the job's virtual-time
+    # tag, given at submit (app.services.submission.fair_tag); polls serve the smallest.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default=text("5"))
+    vtag: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+
     __table_args__ = (
-        # The claim path: per (application, version), QUEUED rows oldest first. Partial, so it holds
-        # only the backlog and a poll never sorts it. Followers of a cached conversion
-        # (follows_job_id set) are not claimable and stay out of it. Ordered by (submitted_at, id), an order the
-        # primary key cannot provide, so the planner cannot prefer a primary-key walk that steps
-        # over every finished job in front of the backlog.
+        # The claim path: per (application, version), QUEUED rows by fair-share tag. Partial, so it
+        # holds only the backlog and a poll never sorts it; the primary key cannot give this order,
+        # so the planner cannot prefer a primary-key walk over every finished job. Followers of a
+        # cached conversion (follows_job_id set) are not claimable and stay out of it.
         Index(
-            "ix_jobs_queued_pair",
+            "ix_jobs_queued_vtag",
             "application",
             "version",
-            "submitted_at",
+            "vtag",
             "id",
             postgresql_where=text("state = 0 AND follows_job_id IS NULL"),
             sqlite_where=text("state = 0 AND follows_job_id IS NULL"),
@@ -175,6 +198,19 @@ class Job(Base):
             postgresql_where=text("follows_job_id IS NOT NULL"),
             sqlite_where=text("follows_job_id IS NOT NULL"),
         ),
+        # A client's own next job in a pair: highest priority, then oldest (the claim's second step).
+        Index(
+            "ix_jobs_queued_client_priority",
+            "client_id",
+            "application",
+            "version",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("state = 0"),
+            sqlite_where=text("state = 0"),
+        ),
+        # The system's virtual time at submit: the smallest tag in the backlog, one probe.
+        Index("ix_jobs_queued_min_vtag", "vtag", postgresql_where=text("state = 0"), sqlite_where=text("state = 0")),
         # Client views: counts per state, listing per state in id order.
         Index("ix_jobs_client_state_id", "client_id", "state", "id"),
         # Range deletes by submission time.
@@ -297,3 +333,19 @@ class TrendSnapshot(Base):
 
     # Also the index of every read (a time range) and of pruning (everything before a time).
     __table_args__ = (UniqueConstraint("at", "application", "version", name="uq_trend_snapshots_minute"),)
+
+
+class RequestId(Base):
+    """A client's requestId on contentUpload / contentConvert and the first call's answer.
+
+    Written in the transaction that created the upload or the job, so an answer is remembered
+    exactly when what it names exists. Removed by retention (app.services.maintenance).
+    """
+
+    __tablename__ = "request_ids"
+    client_id: Mapped[int] = mapped_column(ForeignKey("client_applications.id", ondelete="CASCADE"), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(40), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request's fields
+    answer: Mapped[str] = mapped_column(String(100))  # the contentIdentifier or the jobId
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

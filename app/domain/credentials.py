@@ -25,7 +25,11 @@ def hash_secret(secret: str, *, n: int = _N) -> str:
 
 
 def verify_secret(secret: str, stored: str) -> bool:
-    """Constant-time comparison of the derived key with the stored one."""
+    """Constant-time comparison of the derived key with the stored one.
+
+    scrypt keys its PBKDF2-HMAC with the secret, and HMAC pads a short key with NUL bytes, so
+    "s" and "s\\x00" derive the same key: a secret containing NUL never verifies (none is issued)."""
+    nul = "\x00" in secret
     try:
         algo, n, r, p, salt_b64, digest_b64 = stored.split("$")
         if algo != "scrypt":
@@ -37,7 +41,7 @@ def verify_secret(secret: str, stored: str) -> bool:
         )
     except (ValueError, TypeError):
         return False
-    return hmac.compare_digest(got, expected)
+    return hmac.compare_digest(got, expected) and not nul  # the full cost is paid either way
 
 
 @functools.cache

@@ -2,7 +2,8 @@
 
     ConvhubError
     ├── BadArgument          (400 / SOAP 599)
-    │   └── NotServed        (no enabled registered factory converts this)
+    │   ├── NotServed        (no enabled registered factory converts this)
+    │   └── RequestIdReused  (a requestId sent again with a different request)
     ├── AuthenticationFailed (401 / SOAP 501)
     ├── FactoryDisabled      (403)
     ├── NotFound             (404 / SOAP 508)
@@ -11,6 +12,7 @@
     ├── NotOwner             (532)
     ├── TooLarge             (413)
     ├── Quarantined          (SOAP 541: the document is quarantined)
+    ├── ClientQueueFull      (SOAP 540, with retryAfterSeconds)
     └── Unavailable          (503)
 
 Each subclass's docstring is its default message; protocol adapters map classes to codes in one table.
@@ -34,6 +36,10 @@ class BadArgument(ConvhubError):
 
 class NotServed(BadArgument):
     """No registered factory serves this conversion."""
+
+
+class RequestIdReused(BadArgument):
+    """This requestId was already used for a different request."""
 
 
 class AuthenticationFailed(ConvhubError):
@@ -70,3 +76,7 @@ class Quarantined(ConvhubError):
 
 class Unavailable(ConvhubError):
     """Database or broker unavailable."""
+
+
+class ClientQueueFull(ConvhubError):
+    """The client application's queue is full; retry later."""

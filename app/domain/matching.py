@@ -96,6 +96,11 @@ def parse_pages(text: str | None) -> tuple[int, int]:
     return (start, end)
 
 
+MAX_PAGE = 2**31 - 1  # the page columns are 32-bit integers
+
+
 def validate_pages(start: int, end: int) -> None:
+    if start > MAX_PAGE or end > MAX_PAGE:
+        raise ValueError(f"page numbers must be at most {MAX_PAGE}")
     if start < 0 or end < 0 or (end and start > end):
         raise ValueError(f"bad page range {start}-{end}")

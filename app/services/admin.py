@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import ClientApplication, Content, Factory, FactoryWorker, Job, Result
@@ -16,13 +16,28 @@ from app.domain.states import DELETED, IN_FLIGHT, JobState
 from app.services.auth import factory_workers
 
 
-def add_client(session: Session, now: datetime, name: str, secret: str) -> ClientApplication:
+def add_client(
+    session: Session,
+    now: datetime,
+    name: str,
+    secret: str,
+    *,
+    weight: int = 1,
+    max_queued: int | None = None,
+    max_in_flight: int | None = None,
+) -> ClientApplication:
+    _check_policy(weight, max_queued, max_in_flight)
+    if UNSET in (max_queued, max_in_flight):
+        raise BadArgument("max_queued and max_in_flight must be at least 1 (omit them for the defaults)")
     name = name.strip()
     if not name:
         raise BadArgument("client name is empty")
     if session.scalar(select(ClientApplication.id).where(ClientApplication.name == name)) is not None:
         raise BadArgument(f"client {name!r} exists already")
-    row = ClientApplication(name=name, secret_hash=hash_secret(secret), created_at=now, disabled=False)
+    row = ClientApplication(
+        name=name, secret_hash=hash_secret(secret), created_at=now, disabled=False, weight=weight,
+        vtime=0.0, max_queued=max_queued, max_in_flight=max_in_flight,
+    )
     session.add(row)
     session.flush()
     return row
@@ -40,9 +55,67 @@ def list_clients(session: Session) -> list[dict[str, object]]:
         session.execute(select(Job.client_id, func.count()).where(Job.state != DELETED).group_by(Job.client_id)).all()
     )
     return [
-        {"name": c.name, "jobs": counts.get(c.id, 0), "disabled": c.disabled, "created": c.created_at.isoformat(timespec="seconds")}
+        {
+            "name": c.name, "jobs": counts.get(c.id, 0), "disabled": c.disabled,
+            "created": c.created_at.isoformat(timespec="seconds"), "weight": c.weight,
+            "max_queued": "default" if c.max_queued is None else c.max_queued,
+            "max_in_flight": "unlimited" if c.max_in_flight is None else c.max_in_flight,
+            "id": c.id,  # the `client` label of /metrics' per-client gauges
+        }
         for c in session.scalars(select(ClientApplication).order_by(ClientApplication.name))
     ]
+
+
+# ---------------------------------------------------------------- farm policy per client
+
+UNSET = -1  # `set_client`: a limit given as this is reset (max_queued to the setting, max_in_flight to unlimited)
+
+
+def _check_policy(weight: int | None, max_queued: int | None, max_in_flight: int | None) -> None:
+    if weight is not None and not 1 <= weight <= 1000:
+        raise BadArgument("weight must be between 1 and 1000")
+    for label, value in (("max_queued", max_queued), ("max_in_flight", max_in_flight)):
+        if value is not None and value != UNSET and value < 1:
+            raise BadArgument(f"{label} must be at least 1 (or {UNSET} to reset it)")
+
+
+def set_client(
+    session: Session,
+    name: str,
+    *,
+    weight: int | None = None,
+    max_queued: int | None = None,
+    max_in_flight: int | None = None,
+) -> ClientApplication:
+    """Change a client's weight and limits (None: unchanged; UNSET: back to the default).
+
+    A new weight takes effect at once: the client's QUEUED jobs are tagged again from the system's
+    virtual time V, in their current order, 1/weight apart from V on (one UPDATE per queued job of the client;
+    an operator command, not a hot path)."""
+    from app.services.submission import virtual_time
+
+    _check_policy(weight, max_queued, max_in_flight)
+    client = client_by_name(session, name)
+    if max_queued is not None:
+        client.max_queued = None if max_queued == UNSET else max_queued
+    if max_in_flight is not None:
+        client.max_in_flight = None if max_in_flight == UNSET else max_in_flight
+    if weight is not None and weight != client.weight:
+        # Lock the client's row first: submissions of this client wait until the new tags are in.
+        session.execute(select(ClientApplication.id).where(ClientApplication.id == client.id).with_for_update())
+        v = virtual_time(session)
+        queued = session.execute(
+            select(Job.id).where(Job.client_id == client.id, Job.state == int(JobState.QUEUED)).order_by(Job.vtag, Job.id)
+        ).scalars().all()
+        rows = [{"b_id": job_id, "b_vtag": v + i / weight} for i, job_id in enumerate(queued)]
+        if rows:
+            jobs = Job.__table__
+            retag = update(jobs).where(jobs.c.id == bindparam("b_id")).values(vtag=bindparam("b_vtag"))  # type: ignore[arg-type]
+            session.connection().execute(retag, rows)
+            client.vtime = v + len(rows) / weight
+        client.weight = weight
+    session.flush()
+    return client
 
 
 def remove_client(session: Session, name: str) -> None:
@@ -149,6 +222,8 @@ def served_targets(session: Session) -> list[WorkerSpec]:
 
 def resolve_job_id(session: Session, ref: str) -> int:
     ref = ref.strip()
+    if not ref.isprintable():  # PostgreSQL refuses a NUL in a string parameter: no such job either way
+        raise NotFound(f"no job {ref[:80]!r}")
     q = select(Job.id).where(Job.state != DELETED)
     q = q.where(or_(Job.id == int(ref), Job.guid == ref)) if ref.isdigit() else q.where(Job.guid == ref)
     job_id = session.scalar(q)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -37,11 +38,37 @@ def _resolve(host: str) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, None)]
 
 
+MAX_URL_CHARS = 2000
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.I)
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name of letter-digit-hyphen labels, or an IPv4/IPv6 address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
 def check_url(url: str, *, allow_private: bool, resolve: Resolver = _resolve) -> None:
     """Only http/https, and no private, loopback or link-local targets unless allowed."""
+    if len(url) > MAX_URL_CHARS:
+        raise BadArgument(f"callback URL is longer than {MAX_URL_CHARS} characters")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        # CR/LF would end the request line of the callback's GET: no whitespace or control characters.
+        raise BadArgument("callback URL must not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadArgument(f"callback URL {url!r} must be http or https with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise BadArgument(f"callback URL {url!r} has an invalid port") from None
+    if not _valid_host(parts.hostname):
+        raise BadArgument(f"callback host {parts.hostname!r} is not a valid host name or address")
     if allow_private:
         return
     try:

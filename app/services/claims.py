@@ -1,6 +1,6 @@
-"""Claims: hand the oldest acceptable QUEUED job to a factory under a new lease.
+"""Claims: hand the next acceptable QUEUED job in fair-share order to a factory under a new lease.
 
-`probe` reads (no write, no scan); `claim` is one conditional UPDATE per pair tried. The statements
+`probe` reads (no write, no scan); `claim` is one read and one conditional UPDATE per pair tried. The statements
 are built once per worker set in `app.services.statements`.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Blob, Content, Job
@@ -40,12 +40,14 @@ class Claimed:
     attempt: int
 
 
-def probe(session: Session, workers: Sequence[WorkerSpec]) -> list[tuple[tuple[datetime, int], tuple[str, str]]]:
-    """Read-only: the oldest acceptable QUEUED job per pair, oldest first. No write, no scan."""
+def probe(session: Session, workers: Sequence[WorkerSpec]) -> list[tuple[tuple[float, int], tuple[str, str]]]:
+    """Read-only: the head (smallest fair-share tag) of every pair, smallest first. No write, no scan.
+
+    Round trips: one (a UNION ALL of per-pair LIMIT 1 index walks)."""
     if not workers:
         return []
     pairs, q = sql.probe_query(tuple(workers))
-    found = [((row.submitted_at, row.id), pairs[row.pair]) for row in session.execute(q)]
+    found = [((row.vtag, row.id), pairs[row.pair]) for row in session.execute(q)]
     found.sort()
     return found
 
@@ -60,18 +62,23 @@ def claim(
     pairs: Sequence[tuple[str, str]] | None = None,
     job_id: int | None = None,
 ) -> Claimed | None:
-    """Atomically move the oldest acceptable QUEUED job to REQUESTED_FOR_PROCESSING under a new lease.
+    """Atomically move the next QUEUED job in fair-share order to REQUESTED_FOR_PROCESSING under a new lease.
 
-    PostgreSQL: the candidate row is locked FOR UPDATE SKIP LOCKED inside the UPDATE, so concurrent
-    claimers take different rows. SQLite: the one UPDATE runs under the database write lock
-    (BEGIN IMMEDIATE), so the `state = 0` condition is checked and set atomically.
-    `job_id` claims that job only (push-style Celery factories, which hold its message).
+    Fair share (docs/operations.md, "Fair share and quotas"): the head of a pair is the job with the
+    smallest virtual-time tag and says which client is served; that client's next job there (highest
+    priority, then oldest) is the one handed out, and the two swap tags, so priority reorders a
+    client's own jobs and never changes its share.
+    PostgreSQL: the head is locked FOR UPDATE SKIP LOCKED, so concurrent claimers take different
+    rows. SQLite: the UPDATE runs under the database write lock (BEGIN IMMEDIATE), so the
+    `state = 0` condition is checked and set atomically.
+    `job_id` claims that job only (push-style Celery factories, which hold its message; the broker's
+    order applies there).
     """
     by_pair = sql.by_pair(workers)
     if pairs is not None:
         order = list(pairs)
     elif job_id is None and len(by_pair) > 1:
-        order = [p for _, p in probe(session, workers)]  # oldest first across pairs
+        order = [p for _, p in probe(session, workers)]  # smallest tag first across pairs
     else:
         order = list(by_pair)
     is_pg = session.get_bind().dialect.name == "postgresql"
@@ -91,35 +98,97 @@ def claim(
         if not ws:
             continue
         if job_id is not None:
-            stmt = sql.job_claim_update(job_id, pair, ws, is_pg)
+            claimed = _claim_job(session, sql.job_claim_update(job_id, pair, ws, is_pg).values(**values), token, expires)
         else:
-            stmt = sql.head_claim_update(pair, ws, is_pg)
-        claimed_id = session.execute(stmt.values(**values)).scalar()
-        if claimed_id is None:
-            continue
-        job, filename, blob_id, size = session.execute(
-            select(Job, Content.filename, Content.blob_id, Blob.size)
-            .join(Content, Content.id == Job.content_id)
-            .join(Blob, Blob.id == Content.blob_id)
-            .where(Job.id == claimed_id)
-        ).one()
-        return Claimed(
-            id=job.id,
-            guid=job.guid,
-            application=job.application,
-            version=job.version,
-            doctype=job.doctype,
-            format=job.format,
-            page_start=job.page_start,
-            page_end=job.page_end,
-            filename=filename,
-            blob_id=blob_id,
-            size=size,
-            lease_token=token,
-            lease_expires=expires,
-            attempt=job.attempts,
-        )
+            claimed = _claim_fair(session, pair, ws, is_pg, values, token, expires)
+        if claimed is not None:
+            return claimed
     return None
+
+
+def _claim_fair(
+    session: Session,
+    pair: tuple[str, str],
+    workers: tuple[WorkerSpec, ...],
+    is_pg: bool,
+    values: dict[str, object],
+    token: str,
+    expires: datetime,
+) -> Claimed | None:
+    """Claim in one pair. Round trips: 2 (the pick read, the claim UPDATE); +1 on PostgreSQL when the
+    client has an in-flight limit (its row is locked so concurrent claims cannot pass the limit
+    together); +1 when a higher-priority job takes the head's tag (the head gets the job's tag)."""
+    row = session.execute(sql.pick_query(pair, workers, is_pg)).first()
+    if row is None:
+        return None
+    job: Job = row.Job
+    limited = row.max_in_flight is not None
+    if limited and is_pg:
+        session.execute(sql.lock_client(job.client_id))
+    swap = job.id != row.k_id
+    chosen_vtag = job.vtag
+    got = session.execute(
+        sql.claim_by_id(job.id, is_pg, fenced=limited).values(**values, **({"vtag": row.k_vtag} if swap else {}))
+    ).first()
+    if got is None and swap:
+        # The client's best job went to another claimer meanwhile: hand out the head itself.
+        swap = False
+        got = session.execute(sql.claim_by_id(row.k_id, is_pg, fenced=limited).values(**values)).first()
+        if got is not None:
+            return _claimed_by_id(session, got.id, token, expires)
+    if got is None:
+        return None
+    if swap:
+        session.execute(update(Job).where(Job.id == row.k_id, sql.IS_QUEUED).values(vtag=chosen_vtag))
+    return Claimed(
+        id=job.id,
+        guid=job.guid,
+        application=job.application,
+        version=job.version,
+        doctype=job.doctype,
+        format=job.format,
+        page_start=job.page_start,
+        page_end=job.page_end,
+        filename=row.filename,
+        blob_id=row.blob_id,
+        size=row.size,
+        lease_token=token,
+        lease_expires=expires,
+        attempt=got.attempts,
+    )
+
+
+def _claim_job(session: Session, stmt, token: str, expires: datetime) -> Claimed | None:  # type: ignore[no-untyped-def]
+    claimed_id = session.execute(stmt).scalar()
+    if claimed_id is None:
+        return None
+    return _claimed_by_id(session, claimed_id, token, expires)
+
+
+def _claimed_by_id(session: Session, claimed_id: int, token: str, expires: datetime) -> Claimed:
+    job, filename, blob_id, size = session.execute(
+        select(Job, Content.filename, Content.blob_id, Blob.size)
+        .join(Content, Content.id == Job.content_id)
+        .join(Blob, Blob.id == Content.blob_id)
+        .where(Job.id == claimed_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    return Claimed(
+        id=job.id,
+        guid=job.guid,
+        application=job.application,
+        version=job.version,
+        doctype=job.doctype,
+        format=job.format,
+        page_start=job.page_start,
+        page_end=job.page_end,
+        filename=filename,
+        blob_id=blob_id,
+        size=size,
+        lease_token=token,
+        lease_expires=expires,
+        attempt=job.attempts,
+    )
 
 
 def is_queued(session: Session, job_id: int) -> bool:

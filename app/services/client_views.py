@@ -17,6 +17,8 @@ from app.services import counters, result_cache
 from app.services import statements as sql
 from app.services.ports import Mirror
 
+MAX_BIGINT = 2**63 - 1  # LIMIT is a 64-bit integer on both databases
+
 
 def owned_job(session: Session, client_id: int, job_id: int, *, lock: bool = False) -> Job:
     q = select(Job).where(Job.id == job_id)
@@ -49,6 +51,8 @@ def list_jobs(
         raise BadArgument(f"jobStatus {state} is not one of {', '.join(str(s) for s in sorted(WIRE_STATES))}")
     if limit is not None and limit < 0:
         raise BadArgument("maxResults must not be negative")
+    if limit is not None and limit > MAX_BIGINT:
+        raise BadArgument(f"maxResults must be at most {MAX_BIGINT}")
     q = select(Job.id, Job.state).where(Job.client_id == client_id)
     q = q.where(Job.state == state) if state is not None else q.where(sql.IS_VISIBLE)
     if after_id is not None:

@@ -20,7 +20,7 @@ from app.db.removal import remove_contents, remove_jobs
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
 from app.domain.states import DELETED, JobState, require_transition
-from app.services import admin, counters, quarantine
+from app.services import admin, counters, quarantine, request_ids
 from app.services import statements as sql
 from app.services.claims import is_queued
 from app.services.leases import CANCELLED_BY_CLIENT, after_attempt_lost
@@ -230,7 +230,8 @@ def purge_deleted_all(db: Database, now: datetime) -> int:
 
 
 def retention_purge(session: Session, now: datetime, days: int, *, batch: int = PURGE_BATCH) -> int:
-    """Remove COMPLETE/FAILED jobs untouched for `days`, and uploads no job uses that are as old."""
+    """Remove COMPLETE/FAILED jobs untouched for `days`, uploads no job uses that are as old, and
+    request ids as old."""
     if days <= 0:
         return 0
     cutoff = now - timedelta(days=days)
@@ -245,6 +246,7 @@ def retention_purge(session: Session, now: datetime, days: int, *, batch: int = 
     session.execute(delete(Callback).where(Callback.done_at.is_not(None), Callback.done_at < cutoff))
     # Strikes against documents (app.services.quarantine) count within the retention window only.
     session.execute(delete(ContentStrike).where(ContentStrike.at < cutoff))
+    request_ids.expire(session, cutoff)
     return len(ids)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ClientApplication, Factory, Job, Quarantine
-from app.domain.states import JobState
+from app.domain.states import IN_FLIGHT, JobState
 from app.services import statements as sql
 
 # A factory counts as active when it polled within this window. The poll service writes
@@ -126,4 +126,42 @@ def recent_failures(s: Session, limit: int) -> list[dict[str, object]]:
     return [
         {**row, "failed": _iso(j.updated_at), "reason": j.failure_reason or ""}
         for j, row in _listed(s, Job.state == int(JobState.FAILED), limit, Job.updated_at.desc(), Job.id.desc())
+    ]
+
+
+@dataclass(frozen=True)
+class ClientLoad:
+    """One client application's farm-policy view: its settings and what it has queued and in flight."""
+
+    id: int
+    name: str
+    weight: int
+    max_queued: int  # effective: the client's own limit or the setting CONVHUB_CLIENT_MAX_QUEUED
+    max_in_flight: int | None  # None: unlimited
+    queued: int
+    in_flight: int
+
+
+def client_loads(session: Session, default_max_queued: int) -> list[ClientLoad]:
+    """Every client with its weight, limits, backlog and jobs in flight (one GROUP BY over the
+    jobs in states 0-2, on ix_jobs_client_state_id, and one read of the clients)."""
+    counts: dict[tuple[int, int], int] = {
+        (cid, int(st)): int(n)
+        for cid, st, n in session.execute(
+            select(Job.client_id, Job.state, func.count())
+            .where(Job.state.in_([int(JobState.QUEUED), *[int(s) for s in IN_FLIGHT]]))
+            .group_by(Job.client_id, Job.state)
+        ).all()
+    }
+    return [
+        ClientLoad(
+            id=c.id,
+            name=c.name,
+            weight=c.weight,
+            max_queued=default_max_queued if c.max_queued is None else c.max_queued,
+            max_in_flight=c.max_in_flight,
+            queued=counts.get((c.id, int(JobState.QUEUED)), 0),
+            in_flight=sum(counts.get((c.id, int(s)), 0) for s in IN_FLIGHT),
+        )
+        for c in session.scalars(select(ClientApplication).order_by(ClientApplication.name))
     ]

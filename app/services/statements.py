@@ -11,14 +11,15 @@ import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, literal, literal_column, or_, select, union_all, update
+from sqlalchemy import and_, func, literal, literal_column, or_, select, union_all, update
+from sqlalchemy.orm import aliased
 
-from app.db.models import Job
+from app.db.models import Blob, ClientApplication, Content, Job
 from app.domain.matching import WorkerSpec
 from app.domain.states import DELETABLE, DELETED, IN_FLIGHT, TERMINAL
 
 # The state predicates of the partial indexes are written as SQL literals, not bind parameters:
-# a planner can only use `ix_jobs_queued_pair ... WHERE state = 0` (or the lease index's
+# a planner can only use `ix_jobs_queued_vtag ... WHERE state = 0` (or the lease index's
 # `state IN (1, 2)`) when the query's own predicate is the same literal. With `state = $1`,
 # psycopg 3's prepared (generic) plans and SQLite both fall back to scanning the backlog.
 IS_QUEUED = Job.state == literal_column("0")
@@ -51,11 +52,11 @@ def expired_lease_fence(job_id: int, token: str | None, now: datetime):  # type:
 # ---------------------------------------------------------------- the claim
 
 
-def worker_filter(workers: Sequence[WorkerSpec]):  # type: ignore[no-untyped-def]
-    """SQL condition: a QUEUED job one of these workers accepts (all of one pair)."""
+def worker_filter(workers: Sequence[WorkerSpec], t=Job):  # type: ignore[no-untyped-def]
+    """SQL condition: a QUEUED job (row of `t`, the jobs table or an alias) one of these workers accepts."""
     conds = []
     for w in workers:
-        conds.append(and_(Job.doctype.in_(sorted(w.doctypes)), or_(Job.format == "", Job.format.in_(sorted(w.formats)))))
+        conds.append(and_(t.doctype.in_(sorted(w.doctypes)), or_(t.format == "", t.format.in_(sorted(w.formats)))))
     return or_(*conds) if len(conds) > 1 else conds[0]
 
 
@@ -66,17 +67,38 @@ def by_pair(workers: Iterable[WorkerSpec]) -> dict[tuple[str, str], tuple[Worker
     return pairs
 
 
+def not_blocked(t=Job):  # type: ignore[no-untyped-def]
+    """The job's client is not at its in-flight limit (`max_in_flight`, NULL = unlimited).
+
+    `client_id NOT IN (the blocked clients)`: the set is computed once per statement (a hashed
+    subplan over ix_client_applications_limited, with a count of in-flight jobs per limited client)
+    and then tested per row. Written as NOT IN, not NOT EXISTS: PostgreSQL turns a NOT EXISTS into
+    an anti join whose row estimate collapses to 1, and then prefers a sort of the whole backlog to
+    the index walk. A blocked client holding the head of a pair makes the head walk step over its
+    queued jobs there (index entries only) until one of its jobs ends."""
+    held_job = aliased(Job, name="held")  # built per call: SQLAlchemy memoises an alias's columns lazily, not thread-safely
+    held = (
+        select(func.count())
+        .select_from(held_job)
+        .where(held_job.client_id == ClientApplication.id, held_job.state.in_([literal_column("1"), literal_column("2")]))
+        .scalar_subquery()
+    )
+    blocked = select(ClientApplication.id).where(ClientApplication.max_in_flight.is_not(None), held >= ClientApplication.max_in_flight)
+    return t.client_id.not_in(blocked)
+
+
 # Statements depend only on a factory's worker set, so they are built once per set: constructing
 # SQLAlchemy expression trees per poll cost more than the database's own work.
 @functools.lru_cache(maxsize=4096)
 def head_query(pair: tuple[str, str], workers: Sequence[WorkerSpec]):  # type: ignore[no-untyped-def]
-    # Matches ix_jobs_queued_pair (application, version, id) WHERE state = 0: an index walk in id
-    # order that stops at the first acceptable row; nothing is sorted.
+    # Matches ix_jobs_queued_vtag (application, version, vtag, id) WHERE state = 0: an index walk in
+    # fair-share order that stops at the first acceptable row of a client below its in-flight limit;
+    # nothing is sorted.
     return (
-        select(Job.id)
+        select(Job.id, Job.vtag, Job.client_id)
         .where(IS_QUEUED, NOT_FOLLOWING, Job.application == pair[0], Job.version == pair[1])
-        .where(worker_filter(workers))
-        .order_by(Job.submitted_at, Job.id)
+        .where(worker_filter(workers), not_blocked())
+        .order_by(Job.vtag, Job.id)
         .limit(1)
     )
 
@@ -87,11 +109,73 @@ def probe_query(workers: tuple[WorkerSpec, ...]):  # type: ignore[no-untyped-def
     pairs = list(by_pair(workers).items())
     # One round trip: each pair's head is its own LIMIT 1 index walk, glued with UNION ALL.
     heads = [
-        select(sub.c.id, sub.c.submitted_at, literal(i).label("pair"))
+        select(sub.c.id, sub.c.vtag, literal(i).label("pair"))
         for i, (pair, ws) in enumerate(pairs)
-        for sub in [head_query(pair, ws).add_columns(Job.submitted_at).subquery()]
+        for sub in [head_query(pair, ws).subquery()]
     ]
     return [p for p, _ in pairs], (heads[0] if len(heads) == 1 else union_all(*heads))
+
+
+@functools.lru_cache(maxsize=4096)
+def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
+    """One read of the claim: the pair's head K (smallest tag; locked FOR UPDATE SKIP LOCKED on
+    PostgreSQL) says which client is served; that client's next job J there, by (priority DESC, id)
+    on ix_jobs_queued_client_priority, is handed out, with what the lease answer needs about J
+    (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K."""
+    best = aliased(Job, name="best")  # per call, see not_blocked
+    head = head_query(pair, workers)
+    if is_pg:
+        head = head.with_for_update(skip_locked=True, of=Job)
+    k = head.subquery("k")
+    best_id = (
+        select(best.id)
+        .where(
+            best.state == literal_column("0"),
+            best.follows_job_id.is_(None),  # followers of a cached conversion are not claimable
+            best.client_id == k.c.client_id,
+            best.application == pair[0],
+            best.version == pair[1],
+            worker_filter(workers, best),
+        )
+        .order_by(best.priority.desc(), best.id)
+        .limit(1)
+        .correlate(k)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            k.c.id.label("k_id"),
+            k.c.vtag.label("k_vtag"),
+            ClientApplication.max_in_flight,
+            Job,
+            Content.filename,
+            Content.blob_id,
+            Blob.size,
+        )
+        .select_from(k)
+        .join(Job, Job.id == best_id)
+        .join(ClientApplication, ClientApplication.id == k.c.client_id)
+        .join(Content, Content.id == Job.content_id)
+        .join(Blob, Blob.id == Content.blob_id)
+    )
+
+
+def claim_by_id(job_id: int, is_pg: bool, *, fenced: bool):  # type: ignore[no-untyped-def]
+    """UPDATE ... WHERE id = :id AND state = 0 [AND the client is below its limit] RETURNING id, attempts.
+
+    PostgreSQL: the row is taken FOR UPDATE SKIP LOCKED, so a claim never waits for a row another
+    transaction holds (waiting while holding the head's lock could close a cycle with a range
+    delete); the claimer's own lock on the head does not count as held."""
+    conds = [IS_QUEUED, NOT_FOLLOWING, *([not_blocked()] if fenced else [])]
+    if is_pg:
+        target = select(Job.id).where(Job.id == job_id, *conds).with_for_update(skip_locked=True)
+        return update(Job).where(Job.id == target.scalar_subquery()).returning(Job.id, Job.attempts)
+    return update(Job).where(Job.id == job_id, *conds).returning(Job.id, Job.attempts)
+
+
+def lock_client(client_id: int):  # type: ignore[no-untyped-def]
+    """PostgreSQL: serialise claims for one client with an in-flight limit (its row, FOR UPDATE)."""
+    return select(ClientApplication.id).where(ClientApplication.id == client_id).with_for_update()
 
 
 def claim_update(target, is_pg: bool):  # type: ignore[no-untyped-def]
@@ -99,12 +183,6 @@ def claim_update(target, is_pg: bool):  # type: ignore[no-untyped-def]
     if is_pg:
         target = target.with_for_update(skip_locked=True)
     return update(Job).where(Job.id == target.scalar_subquery(), IS_QUEUED).returning(Job.id)
-
-
-@functools.lru_cache(maxsize=4096)
-def head_claim_update(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
-    """Claim the head of `pair` for these workers (the pull factory's poll)."""
-    return claim_update(head_query(pair, workers), is_pg)
 
 
 def job_claim_update(job_id: int, pair: tuple[str, str], workers: Sequence[WorkerSpec], is_pg: bool):  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from app.domain.states import JobState
 from app.services import counters
 from app.services.admin import served_pairs
-from app.services.ops_views import ACTIVE_WINDOW, factory_counts, farm_counts, job_stats
+from app.services.ops_views import ACTIVE_WINDOW, client_loads, factory_counts, farm_counts, job_stats
 from app.services.runtime import Runtime
 
 log = logging.getLogger("convhub.metrics")
@@ -81,6 +81,7 @@ class DatabaseCollector(Collector):
                 registered, disabled, active = factory_counts(s, now)
                 totals = counters.read_all(s)
                 farm = farm_counts(s)
+                loads = client_loads(s, self.rt.settings.client_max_queued)
         except Exception:  # noqa: BLE001 - a scrape must answer; the failure is itself a metric
             log.warning("metrics: database query failed", exc_info=True)
             up.add_metric([], 0)
@@ -132,6 +133,19 @@ class DatabaseCollector(Collector):
             gauge = GaugeMetricFamily(name, help_text)
             gauge.add_metric([], value)
             yield gauge
+        # Per client: counts only. The label is the client application's numeric id (stable, and no
+        # name leaks to whoever scrapes), its name only with CONVHUB_METRICS_CLIENT_NAMES=true.
+        # Series only for clients with jobs queued or in flight, so idle clients add none.
+        named = self.rt.settings.metrics_client_names
+        backlog = GaugeMetricFamily("convhub_client_queued", "QUEUED jobs per client application", labels=["client"])
+        held = GaugeMetricFamily("convhub_client_in_flight", "Jobs in flight per client application", labels=["client"])
+        for c in loads:
+            if c.queued or c.in_flight:
+                label = c.name if named else str(c.id)
+                backlog.add_metric([label], c.queued)
+                held.add_metric([label], c.in_flight)
+        yield backlog
+        yield held
 
         # Events of the Celery workers, counted in the database (see app/services/counters.py).
         for name, help_text in (

@@ -318,6 +318,7 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         registered, disabled, active = ops_views.factory_counts(s, now)
         farm = ops_views.farm_counts(s)
         held = quarantine.listing(s, limit=LIST_LIMIT)
+        loads = ops_views.client_loads(s, rt.settings.client_max_queued)
     states = [st.name for st in JobState]
     pairs: dict[tuple[str, str], dict[str, object]] = {}
     totals = dict.fromkeys(states, 0)
@@ -349,5 +350,12 @@ def _snapshot(rt: Runtime) -> dict[str, object]:
         "farm": {"quarantined": farm.quarantined, "following": farm.following, "cancelRequested": farm.cancel_requested},
         "quarantined": [
             {"sha256": q.sha256, "reason": q.reason, "factories": list(q.factories), "since": _iso(q.since)} for q in held
+        ],
+        "clients": [
+            {
+                "name": c.name, "weight": c.weight, "queued": c.queued, "inFlight": c.in_flight,
+                "maxQueued": c.max_queued, "maxInFlight": c.max_in_flight,
+            }
+            for c in loads
         ],
     }

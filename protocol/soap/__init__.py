@@ -19,8 +19,15 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app.services.runtime import Runtime
 
-from .compat import Application, Soap11, WsgiApplication
-from .hardening import HardenedSoap11, UnqualifiedDocuments, fault_response, size_limited
+from .compat import Application, WsgiApplication
+from .hardening import (
+    HardenedSoap11,
+    OneLineFaults,
+    UnqualifiedDocuments,
+    fault_response,
+    quiet_client_faults,
+    size_limited,
+)
 from .operations import ContentService
 from .schema import (
     AUTH_FAILED,
@@ -59,7 +66,7 @@ def build_application(rt: Runtime) -> Application:
         tns=NS,
         name="ContentService",
         in_protocol=HardenedSoap11(validator="soft"),
-        out_protocol=Soap11(),
+        out_protocol=OneLineFaults(),
         documents_container=UnqualifiedDocuments,
     )
     app.convhub_runtime = rt  # read back by the operations through ctx.app
@@ -78,6 +85,7 @@ def spyne_wsgi_app(rt: Runtime) -> WsgiApplication:
     # spyne logs the whole request text of an unparsable message at ERROR: a 100 MB body or an
     # attacker's payload does not belong in the log.
     logging.getLogger("spyne.protocol.soap.soap11.invalid").setLevel(logging.CRITICAL)
+    quiet_client_faults()  # a Client fault is answered on the wire, not logged with a traceback
     return spyne_wsgi
 
 

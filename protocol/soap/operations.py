@@ -7,6 +7,7 @@ body below and shapes the answer through `_call`. Domain errors map to status co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -14,12 +15,13 @@ from typing import Any
 
 from app.domain.errors import ConvhubError, Unavailable
 from app.metrics import SOAP_STATUS
-from app.services import admin, client_views, documents, submission
+from app.services import admin, client_views, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
 
 from . import schema
 from .compat import ServiceBase, rpc
+from .hardening import one_line
 from .schema import (
     AUTH_FAILED,
     BAD_CLIENT_APPLICATION_CREDENTIALS,
@@ -72,12 +74,14 @@ def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable
         message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
         if isinstance(exc, Unavailable):
             message = "service temporarily unavailable; try again"
-        fields = absent
+        # An error answer carries only the fields the error names (540's retryAfterSeconds).
+        fields = tuple(exc.fields.get(name) for name, _ in op.outs) if exc.fields else absent
     except Exception:  # noqa: BLE001 - logged here; the wire gets a fixed message, never a traceback
         log.exception("soap %s failed", op.name)
         status, message, fields = GENERAL_ERROR, "internal error", absent
     SOAP_STATUS.labels(op.name, str(status)).inc()
-    return (status, message, *fields)
+    return (status, one_line(message), *fields)
+
 
 
 # ------------------------------------------------------------------ operations (service calls)
@@ -115,19 +119,39 @@ def _delete_range(rt: Runtime, who: ClientIdentity, start: datetime, end: dateti
     return (done.deleted, done.skipped)
 
 
-def _upload(rt: Runtime, who: ClientIdentity, parts: Iterable[Iterable[bytes] | None] | None, filename: str) -> tuple[Any, ...]:
+def _upload(
+    rt: Runtime, who: ClientIdentity, parts: Iterable[Iterable[bytes] | None] | None, filename: str, request_id: str | None = None
+) -> tuple[Any, ...]:
     # spyne hands a ByteArray over as a list of byte chunks; `content` may repeat (see MAX_TEXT_NODE).
     chunks = [c for part in parts or [] if part for c in part]
-    with rt.db.session() as s:
-        content = submission.upload(
+
+    def create(s: Any) -> str:
+        return submission.upload(
             s,
             rt.now(),
             client_id=who.id,
             filename=filename,
             parts=chunks,  # stored chunk by chunk: no joined copy of the whole document
             max_bytes=rt.settings.max_document_bytes,
-        )
-        return (content.identifier,)
+        ).identifier
+
+    return (_once(rt, who, schema.OPERATION_UPLOAD, request_id, lambda: upload_fingerprint(filename, chunks), create),)
+
+
+def upload_fingerprint(filename: str | None, chunks: Iterable[bytes]) -> str:
+    """The requestId fingerprint of an upload: its filename and the sha256 of its bytes (the
+    streamed path computes the same)."""
+    digest = hashlib.sha256()
+    for c in chunks:
+        digest.update(c)
+    return request_ids.fingerprint(schema.OPERATION_UPLOAD, filename or "", digest.hexdigest())
+
+
+def _once(rt: Runtime, who: ClientIdentity, op: str, request_id: str | None, fingerprint: Callable[[], str], create: Callable[[Any], object]) -> str:
+    return request_ids.once(
+        rt.db, rt.now(), client_id=who.id, operation=op, request_id=request_ids.clean(request_id),
+        fingerprint=fingerprint, create=create,
+    )
 
 
 def _convert(
@@ -141,9 +165,11 @@ def _convert(
     page_end: int | None,
     success_url: str | None,
     failure_url: str | None,
+    priority: int | None = None,
     no_cache: bool | None = None,
+    request_id: str | None = None,
 ) -> tuple[Any, ...]:
-    with rt.db.session() as s:
+    def create(s: Any) -> int:
         job = submission.convert(
             s,
             rt.now(),
@@ -159,11 +185,17 @@ def _convert(
             success_url=success_url or None,
             failure_url=failure_url or None,
             allow_private_callbacks=rt.settings.callback_allow_private,
+            priority=priority,
+            default_max_queued=rt.settings.client_max_queued,
             no_cache=bool(no_cache),
             notifier=rt.notifier,
             share_across_clients=rt.settings.share_results_across_clients,
         )
-        return (job.id,)
+        return job.id
+
+    fields = (identifier, application, version, fmt, page_start, page_end, success_url, failure_url, priority, no_cache)
+    fingerprint = lambda: request_ids.fingerprint("contentConvert", *fields)  # noqa: E731
+    return (int(_once(rt, who, "contentConvert", request_id, fingerprint, create)), None)
 
 
 def _status(rt: Runtime, who: ClientIdentity, job_id: int) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
     BadJobState,
+    ClientQueueFull,
     ConvhubError,
     NotFound,
     NotOwner,
@@ -34,6 +35,7 @@ BAD_CLIENT_APPLICATION_CREDENTIALS = 501
 BAD_JOB_ID = 508
 BAD_JOB_STATE = 518
 CLIENT_APPLICATION_DOES_NOT_OWN_JOB = 532
+CLIENT_QUEUE_FULL = 540  # farm policy: answered with retryAfterSeconds
 CONTENT_QUARANTINED = 541  # [ext] SPEC "Farm policy"
 GENERAL_ERROR = 599
 
@@ -43,6 +45,7 @@ STATUS: tuple[tuple[type[ConvhubError], int], ...] = (
     (NotFound, BAD_JOB_ID),
     (BadJobState, BAD_JOB_STATE),
     (NotOwner, CLIENT_APPLICATION_DOES_NOT_OWN_JOB),
+    (ClientQueueFull, CLIENT_QUEUE_FULL),
     (Quarantined, CONTENT_QUARANTINED),
     (BadArgument, GENERAL_ERROR),  # NotServed included
     (TooLarge, GENERAL_ERROR),
@@ -146,6 +149,11 @@ class Op:
         )
 
 
+# [ext] An optional client request id, the last child of contentUpload and contentConvert: a retry
+# with the same id answers the first call's result and creates nothing (app/services/request_ids.py).
+REQUEST_ID = ("requestId", _opt(Unicode))
+
+
 def _ins(*extra: tuple[str, Any]) -> tuple[tuple[str, Any], ...]:
     """Every request opens with the client's credentials."""
     return (("clientApplicationId", ClientId), ("clientApplicationCredentials", Credentials), *extra)
@@ -167,7 +175,7 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         OPERATION_UPLOAD,
-        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode))),
+        ins=_ins(("content", _in(ByteArray, max_occurs="unbounded")), ("filename", _in(Unicode)), REQUEST_ID),
         outs=(("contentIdentifier", _opt(Unicode)),),
     ),
     Op(
@@ -181,9 +189,12 @@ OPERATIONS: tuple[Op, ...] = (
             ("pageEnd", _opt(Integer)),
             ("successUrl", _opt(Unicode)),
             ("failureUrl", _opt(Unicode)),
+            ("priority", _opt(Integer)),  # farm policy: 0-9, default 5
             ("noCache", _opt(Boolean)),  # [ext] result cache opt-out
+            REQUEST_ID,
         ),
-        outs=(("jobId", _opt(Long)),),
+        # retryAfterSeconds: only on 540 CLIENT_QUEUE_FULL (absent otherwise, so the seed's answer is unchanged)
+        outs=(("jobId", _opt(Long)), ("retryAfterSeconds", _opt(Integer))),
     ),
     Op(
         "getContentConvertStatus",

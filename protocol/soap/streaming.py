@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 import re
@@ -31,11 +32,11 @@ from lxml import etree
 
 from app.domain.errors import AuthenticationFailed
 from app.metrics import SOAP_STATUS
-from app.services import client_views, documents, submission
+from app.services import client_views, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
 
-from .hardening import fault_response
+from .hardening import action_matches, fault_response
 from .schema import AUTH_FAILED, NS
 from .schema import OPERATION_RESULT as OPERATION
 from .schema import OPERATION_UPLOAD as UPLOAD
@@ -151,7 +152,7 @@ class StreamedResults:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = post_length(environ)
-        if not 0 < length <= SMALL_REQUEST:
+        if not 0 < length <= SMALL_REQUEST or not action_matches(environ, OPERATION):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # spyne reads it again if we pass
@@ -201,8 +202,9 @@ class StreamedResults:
 
 STREAM_UPLOADS_OVER = 1024 * 1024  # smaller uploads go to spyne: spooling them gains nothing
 EARLY_AUTH_BYTES = 64 * 1024  # where the plain shape's credentials are looked for, before spooling
-_UPLOAD_ORDER = re.compile(r"IC(B)+F")  # clientApplicationId, clientApplicationCredentials, content+, filename
-_UPLOAD_CODES = {"clientApplicationId": "I", "clientApplicationCredentials": "C", "content": "B", "filename": "F"}
+# clientApplicationId, clientApplicationCredentials, content+, filename, requestId?
+_UPLOAD_ORDER = re.compile(r"IC(B)+FR?")
+_UPLOAD_CODES = {"clientApplicationId": "I", "clientApplicationCredentials": "C", "content": "B", "filename": "F", "requestId": "R"}
 
 
 class NotPlain(Exception):
@@ -281,7 +283,7 @@ class StreamedUploads:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = post_length(environ)
-        if length <= self.threshold:
+        if length <= self.threshold or not action_matches(environ, UPLOAD):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         source = environ["wsgi.input"]
         head = _read(source, min(EARLY_AUTH_BYTES, length))
@@ -339,11 +341,13 @@ class StreamedUploads:
         Any failure raises before or rolls back, and the caller hands the request to spyne."""
         rt = self.rt
         spool.seek(0)
-        order, fields, size = [], {}, 0
+        order, fields, size, digest = [], {}, 0, hashlib.sha256()
         for name, text in upload_fields(spool):
             order.append(_UPLOAD_CODES[name])
             if name == "content":
-                size += len(_decode(text))
+                data = _decode(text)
+                size += len(data)
+                digest.update(data)
             else:
                 fields[name] = text
         if not _UPLOAD_ORDER.fullmatch("".join(order)):
@@ -360,12 +364,16 @@ class StreamedUploads:
                 if name == "content":
                     yield _decode(text)
 
-        with rt.db.session() as s:
-            content = submission.upload(
+        def create(s: Any) -> str:
+            return submission.upload(
                 s, rt.now(), client_id=who.id, filename=fields["filename"], parts=parts(),
                 max_bytes=rt.settings.max_document_bytes,
-            )
-            return content.identifier
+            ).identifier
+
+        return request_ids.once(
+            rt.db, rt.now(), client_id=who.id, operation=UPLOAD, request_id=request_ids.clean(fields.get("requestId")),
+            fingerprint=lambda: request_ids.fingerprint(UPLOAD, fields["filename"], digest.hexdigest()), create=create,
+        )
 
 
 def _copy(source: Any, target: Any, length: int) -> int:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import ClientDisconnected
 
-from app.domain.errors import AuthenticationFailed, TooLarge
+from app.domain.errors import AuthenticationFailed, BadArgument, TooLarge
 from app.services.auth import FactoryIdentity
 from app.services.runtime import Runtime
 
@@ -23,6 +24,14 @@ __all__ = ["METHODS", "mount"]
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 REALM = 'Basic realm="convhub factories", charset="UTF-8"'
+
+
+def _read_block(stream: Any) -> bytes:
+    """One block of the body; a body cut short or with broken chunked framing is the client's error."""
+    try:
+        return stream.read(wire.READ_BLOCK)  # type: ignore[no-any-return]
+    except (ClientDisconnected, OSError, ValueError):
+        raise BadArgument("the request body ended early or its chunked framing is broken") from None
 
 
 class _NoCredentials(AuthenticationFailed):
@@ -90,7 +99,7 @@ class _Endpoint:
     def _body(self, state: dict[str, bool]) -> Iterator[bytes]:
         stream = request.stream
         total = 0
-        while chunk := stream.read(wire.READ_BLOCK):
+        while chunk := _read_block(stream):
             total += len(chunk)
             if total > self.cap:
                 raise TooLarge(f"request body is larger than the limit of {self.cap} bytes")

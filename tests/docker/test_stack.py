@@ -29,6 +29,7 @@ import pytest
 import requests
 import zeep
 
+from tests.conftest import wait_for
 from tests.factorykit import pdf_pages, png_size
 
 URL = os.environ.get("CONVHUB_STACK_URL", "").rstrip("/")
@@ -79,20 +80,8 @@ def paged_odt(pages: int) -> bytes:
 
 
 def poll(pred: Callable[[], Any], timeout: float, what: str, interval: float = 2.0) -> Any:
-    """`pred()` until truthy (returned); fail after `timeout` s with the last value or error."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = pred()
-            if value:
-                return value
-            last = value
-        except (requests.RequestException, OSError, zeep.exceptions.Error) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
-        time.sleep(interval)
+    """`pred()` until truthy (returned), through the suite's one wait_for; connection errors mean "not yet"."""
+    return wait_for(pred, timeout, what, interval, ignore=(requests.RequestException, OSError, zeep.exceptions.Error))
 
 
 def say(line: str) -> None:

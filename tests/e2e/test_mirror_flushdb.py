@@ -18,6 +18,9 @@ QUEUE = "convert.libreoffice-writer.7-4"
 
 
 def submit(env: dict[str, str], doc: str) -> None:
+    # A different document each time: identical ones would follow the first (the result cache), unpublished.
+    with open(doc, "ab") as fh:
+        fh.write(b" and one more line")
     _cli(env, "jobs", "submit", doc, "--client", "petshow", "--application", "LibreOffice Writer", "--version", "7.4", "--format", "pdf")
 
 

@@ -25,3 +25,31 @@ def test_backoff_grows_and_is_capped():
     assert backoff(1).total_seconds() == 10
     assert backoff(2).total_seconds() == 20
     assert backoff(20).total_seconds() == 3600
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a\r\nX-Injected: 1/",  # would inject a header into the callback's GET
+        "http://' OR '1'='1/x",
+        "http://exa mple.com/",
+        "http://host:99999/",
+        "http://host:port/",
+        "http://-bad-.example/",
+        "http://example.com/" + "a" * 2000,
+        "http://example.com/\x00",
+    ],
+)
+def test_malformed_callback_urls_are_refused_even_when_private_targets_are_allowed(url):
+    from app.domain.errors import BadArgument
+    from app.services.callbacks import check_url
+
+    with pytest.raises(BadArgument):
+        check_url(url, allow_private=True)
+
+
+def test_plain_callback_urls_still_pass():
+    from app.services.callbacks import check_url
+
+    for url in ["http://127.0.0.1:9/x", "https://[::1]/x", "http://host-1.example.com./cb?a=1"]:
+        check_url(url, allow_private=True)

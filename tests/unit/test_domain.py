@@ -124,3 +124,13 @@ def test_settings_defaults_and_errors(tmp_path):
         with pytest.raises(ConfigError, match=name):
             load_settings(env)
 
+
+
+def test_a_secret_with_a_nul_never_verifies():
+    # HMAC pads short keys with NULs, so scrypt alone would take "s\x00" for "s" (found by the hostile corpus).
+    from app.domain.credentials import hash_secret, verify_secret
+
+    stored = hash_secret("factory-secret", n=2**4)
+    assert verify_secret("factory-secret", stored)
+    assert not verify_secret("factory-secret\x00", stored)
+    assert not verify_secret("factory-secret\x00\x00", stored)

@@ -31,11 +31,12 @@ def test_status_table(exc, code):
     assert soap.status_of(exc) == code
 
 
-def test_only_seed_codes_are_used():
+def test_only_seed_and_farm_policy_codes_are_used():
     # The seed's codes, plus the SPEC's "Farm policy" extension codes for their own errors only.
-    extensions = {errors.Quarantined: 541}
+    extensions = {errors.ClientQueueFull: 540, errors.Quarantined: 541}
     assert {code for cls, code in soap.STATUS if cls not in extensions} <= {200, 501, 508, 518, 532, 599}
     assert {(cls, code) for cls, code in soap.STATUS if cls in extensions} == set(extensions.items())
+    assert soap.status_of(errors.ClientQueueFull()) == 540
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -31,9 +31,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("follows_job_id IS NOT NULL"), sqlite_where=sa.text("follows_job_id IS NOT NULL"),
     )
     # Followers are not claimable: the claim index leaves them out.
-    op.drop_index("ix_jobs_queued_pair", table_name="jobs")
+    op.drop_index("ix_jobs_queued_vtag", table_name="jobs")
     op.create_index(
-        "ix_jobs_queued_pair", "jobs", ["application", "version", "submitted_at", "id"],
+        "ix_jobs_queued_vtag", "jobs", ["application", "version", "vtag", "id"],
         postgresql_where=sa.text("state = 0 AND follows_job_id IS NULL"),
         sqlite_where=sa.text("state = 0 AND follows_job_id IS NULL"),
     )
@@ -66,9 +66,9 @@ def downgrade() -> None:
     op.drop_table("content_strikes")
     op.drop_table("quarantine")
     op.drop_index("ix_blobs_sha256", table_name="blobs")
-    op.drop_index("ix_jobs_queued_pair", table_name="jobs")
+    op.drop_index("ix_jobs_queued_vtag", table_name="jobs")
     op.create_index(
-        "ix_jobs_queued_pair", "jobs", ["application", "version", "submitted_at", "id"],
+        "ix_jobs_queued_vtag", "jobs", ["application", "version", "vtag", "id"],
         postgresql_where=sa.text("state = 0"), sqlite_where=sa.text("state = 0"),
     )
     op.drop_index("ix_jobs_follows", table_name="jobs")

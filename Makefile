@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: serve test soak lint bench install system-deps services topology clean
+.PHONY: serve test soak lint bench bench-quick bench-serving bench-scripts install system-deps services topology clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "convhub needs Python 3.11 (spyne 2.14 does not import on 3.12+)"'
@@ -48,19 +48,35 @@ test: install system-deps
 soak: install system-deps
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
 
-## Benchmarks: print numbers and write them to bench/results/*.json (never asserted in tests).
-bench: install system-deps
+## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).
+## Extra packages (pgqueuer, granian, ...) go to bench/.extra only, pinned in bench/requirements-extra.txt.
+BENCH_EXTRA := bench/.extra/.installed-stamp
+$(BENCH_EXTRA): bench/requirements-extra.txt $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > bench/.extra-constraints.txt
+	$(BIN)/pip install -q --target bench/.extra -c bench/.extra-constraints.txt -r bench/requirements-extra.txt
+	@rm -f bench/.extra-constraints.txt
+	@touch $(BENCH_EXTRA)
+
+bench: install system-deps $(BENCH_EXTRA)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Ceilings, dispatch and claim rows only, short windows (under 3 minutes).
+bench-quick: install $(BENCH_EXTRA)
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+## The serving stacks side by side (gunicorn worker classes, granian, waitress), with and without keep-alive.
+bench-serving: install $(BENCH_EXTRA)
+	$(BIN)/python bench/run.py --groups serving $(BENCH_ARGS)
+
+## The standalone scripts the driver does not run: fair share under many clients, LibreOffice
+## conversions per minute (warm vs cold), how long refusals and timeouts take.
+bench-scripts: install system-deps
 	mkdir -p bench/results
-	$(BIN)/python bench/bench_claims.py --out bench/results/claims.json
 	$(BIN)/python bench/bench_fairshare.py --out bench/results/fairshare.json
-	$(BIN)/python bench/bench_soap_delete.py --out bench/results/soap_delete.json
-	$(BIN)/python bench/bench_xmlrpc.py --mib 100
-	$(BIN)/python bench/bench_soap_large.py --mib 100
-	$(BIN)/python bench/bench_factory.py --out bench/results/factory.json
+	$(BIN)/python bench/bench_factory.py --quick --out bench/results/factory.json
 	$(BIN)/python bench/bench_timeouts.py --out bench/results/timeouts.json
-	@echo "results: bench/results/*.json"
 
 clean:
-	rm -rf $(VENV) var bench/results tests/artifacts
+	rm -rf $(VENV) var bench/results bench/.extra tests/artifacts
 
 -include Makefile.ops.mk

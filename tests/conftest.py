@@ -266,6 +266,19 @@ def make_settings(tmp_path: Path, *, database_url: str | None = None, broker_url
     )
 
 
+def celery_test_config(settings) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """pytest-celery's `celery_config` for an in-process worker: our production configuration
+    (make_celery) on the broker under test, with an in-memory result backend."""
+    from tasks.celery_app import make_celery
+
+    conf = dict(make_celery(settings).conf)
+    keep = {k: conf[k] for k in ("broker_url", "broker_transport_options", "task_default_queue", "task_queues",
+                                 "task_serializer", "accept_content", "task_acks_late",
+                                 "worker_prefetch_multiplier", "enable_utc", "timezone")}
+    keep["result_backend"] = "cache+memory://"
+    return keep
+
+
 @pytest.fixture
 def make_runtime(tmp_path: Path, clock: FakeClock):  # type: ignore[no-untyped-def]
     """Build runtimes on demand; all are closed at teardown."""

@@ -18,7 +18,16 @@ from app.services.poll import poll
 from tasks import jobs as task_jobs
 from tasks.base import attach_runtime
 from tasks.celery_app import make_celery
-from tests.conftest import WRITER, add_client, add_factory, close_runtime, make_settings, submit_job, wait_for
+from tests.conftest import (
+    WRITER,
+    add_client,
+    add_factory,
+    celery_test_config,
+    close_runtime,
+    make_settings,
+    submit_job,
+    wait_for,
+)
 
 PAIR = ("LibreOffice Writer", "7.4")
 STALE = timedelta(seconds=120)
@@ -41,13 +50,7 @@ def settings(tmp_path, broker_url):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def celery_config(settings):  # type: ignore[no-untyped-def]
-    """pytest-celery's hook: our production configuration on the broker under test."""
-    conf = dict(make_celery(settings).conf)
-    keep = {k: conf[k] for k in ("broker_url", "broker_transport_options", "task_default_queue", "task_queues",
-                                 "task_serializer", "accept_content", "task_acks_late",
-                                 "worker_prefetch_multiplier", "enable_utc", "timezone")}
-    keep["result_backend"] = "cache+memory://"
-    return keep
+    return celery_test_config(settings)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from app.db.models import Comparison
 from app.services import comparison, leases, submission
 from tasks.base import attach_runtime
 from tasks.celery_app import make_celery
-from tests.conftest import add_client, add_factory, close_runtime, make_settings, wait_for
+from tests.conftest import add_client, add_factory, celery_test_config, close_runtime, make_settings, wait_for
 from tests.integration.ops.conftest import poll_once
 
 
@@ -28,12 +28,7 @@ def settings(tmp_path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def celery_config(settings):  # type: ignore[no-untyped-def]
-    conf = dict(make_celery(settings).conf)
-    keep = {k: conf[k] for k in ("broker_url", "broker_transport_options", "task_default_queue", "task_queues",
-                                 "task_serializer", "accept_content", "task_acks_late",
-                                 "worker_prefetch_multiplier", "enable_utc", "timezone")}
-    keep["result_backend"] = "cache+memory://"
-    return keep
+    return celery_test_config(settings)
 
 
 @pytest.fixture

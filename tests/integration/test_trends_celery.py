@@ -16,7 +16,7 @@ import tasks.trends  # noqa: F401 - the shared tasks must exist before the test 
 from app.db.models import TrendSnapshot
 from tasks.base import attach_runtime
 from tasks.celery_app import make_celery
-from tests.conftest import add_client, close_runtime, make_settings, submit_job, wait_for
+from tests.conftest import add_client, celery_test_config, close_runtime, make_settings, submit_job, wait_for
 
 
 @pytest.fixture(params=["sqla", "redis"])
@@ -34,12 +34,7 @@ def settings(tmp_path, broker_url):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def celery_config(settings):  # type: ignore[no-untyped-def]
-    conf = dict(make_celery(settings).conf)
-    keep = {k: conf[k] for k in ("broker_url", "broker_transport_options", "task_default_queue", "task_queues",
-                                 "task_serializer", "accept_content", "task_acks_late",
-                                 "worker_prefetch_multiplier", "enable_utc", "timezone")}
-    keep["result_backend"] = "cache+memory://"
-    return keep
+    return celery_test_config(settings)
 
 
 @pytest.fixture

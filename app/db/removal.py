@@ -1,4 +1,4 @@
-"""Physical removal of jobs and uploads with their bytes (purges, retention, removing a client).
+"""Physical removal of jobs, uploads and comparisons with their bytes (purges, retention, removing a client).
 
 Stored bytes can be shared: a cached conversion's result points at its leader's blob
 (app.services.result_cache). Bytes go only with the last result or upload referencing them."""
@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .blobs import delete_blobs
-from .models import Blob, Content, Job, Result
+from .models import Blob, Comparison, ComparisonJob, ComparisonPage, ComparisonScore, Content, Job, Result
 
 
 def delete_unreferenced(session: Session, blob_ids: list[int]) -> None:
@@ -51,3 +51,17 @@ def remove_jobs(session: Session, ids: list[int]) -> None:
     still_used = set(session.scalars(select(Job.content_id).where(Job.content_id.in_(content_ids))).all())
     remove_contents(session, sorted(content_ids - still_used))
 
+
+
+def remove_comparisons(session: Session, ids: list[int]) -> int:
+    """Delete comparisons with their renderings' rows, page images and difference images (the
+    images are the comparison's own bytes: nothing else references them)."""
+    if not ids:
+        return 0
+    blobs = list(session.scalars(select(ComparisonPage.blob_id).where(ComparisonPage.comparison_id.in_(ids))).all())
+    blobs += [b for b in session.scalars(select(ComparisonScore.diff_blob_id).where(ComparisonScore.comparison_id.in_(ids))).all() if b]
+    for table in (ComparisonScore, ComparisonPage, ComparisonJob):
+        session.execute(delete(table).where(table.comparison_id.in_(ids)))  # type: ignore[attr-defined]
+    session.execute(delete(Comparison).where(Comparison.id.in_(ids)))
+    delete_blobs(session, blobs)
+    return len(ids)

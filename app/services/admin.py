@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from app.db.models import ClientApplication, Content, Factory, FactoryWorker, Job, Result
-from app.db.removal import remove_contents, remove_jobs
+from app.db.models import ClientApplication, Comparison, Content, Factory, FactoryWorker, Job, Result
+from app.db.removal import remove_comparisons, remove_contents, remove_jobs
 from app.domain.credentials import hash_secret, verify_secret
 from app.domain.errors import BadArgument, NotFound
 from app.domain.matching import WorkerSpec
@@ -119,8 +119,9 @@ def set_client(
 
 
 def remove_client(session: Session, name: str) -> None:
-    """Remove a client and everything it owns."""
+    """Remove a client and everything it owns (jobs, results, uploads, comparisons and their bytes)."""
     client = client_by_name(session, name)
+    remove_comparisons(session, list(session.scalars(select(Comparison.id).where(Comparison.client_id == client.id)).all()))
     ids = list(session.scalars(select(Job.id).where(Job.client_id == client.id)).all())
     for i in range(0, len(ids), 5000):
         remove_jobs(session, ids[i : i + 5000])

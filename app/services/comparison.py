@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db.blobs import delete_blobs, read_blob, store_blob
+from app.db.blobs import read_blob, store_blob
 from app.db.engine import Database
 from app.db.models import Comparison, ComparisonJob, ComparisonPage, ComparisonScore, Job, Result
+from app.db.removal import remove_comparisons
 from app.domain import comparison as rules
 from app.domain.comparison import ComparisonState
 from app.domain.errors import BadArgument, NotFound, NotOwner, NotServed
@@ -394,12 +395,4 @@ def purge_expired(session: Session, now: datetime, days: int, *, batch: int = 10
 
 
 def remove(session: Session, ids: Sequence[int]) -> int:
-    if not ids:
-        return 0
-    blobs = list(session.scalars(select(ComparisonPage.blob_id).where(ComparisonPage.comparison_id.in_(ids))).all())
-    blobs += [b for b in session.scalars(select(ComparisonScore.diff_blob_id).where(ComparisonScore.comparison_id.in_(ids))).all() if b]
-    for table in (ComparisonScore, ComparisonPage, ComparisonJob):
-        session.execute(delete(table).where(table.comparison_id.in_(ids)))  # type: ignore[attr-defined]
-    session.execute(delete(Comparison).where(Comparison.id.in_(ids)))
-    delete_blobs(session, blobs)
-    return len(ids)
+    return remove_comparisons(session, list(ids))

@@ -396,6 +396,35 @@ def test_polls_reclaim_expired_leases_when_beat_is_down(rt, clock):
     assert reclaimer.due(rt.now()) is True
 
 
+def test_remove_client_removes_its_comparisons_and_their_images(rt):
+    from app.db.blobs import store_blob
+    from app.db.models import BlobChunk, Comparison, ComparisonJob, ComparisonPage, ComparisonScore
+
+    keep = add_client(rt, "keep", "secret-keep")
+    gone = add_client(rt, "gone", "secret-gone")
+    now = rt.now()
+    with rt.db.session() as s:
+        for client in (keep, gone):
+            comp = Comparison(client_id=client, filename="a.odt", format="pdf", state=2, created_at=now, dpi=50)
+            s.add(comp)
+            s.flush()
+            page = store_blob(s, b"page png " + str(client).encode(), now)
+            diff = store_blob(s, b"diff png " + str(client).encode(), now)
+            s.add(ComparisonJob(comparison_id=comp.id, position=0, job_id=1, application="A", version="1", page_count=1))
+            s.add(ComparisonPage(comparison_id=comp.id, job_id=1, page=1, blob_id=page.id, width=1, height=1))
+            s.add(ComparisonScore(comparison_id=comp.id, job_a=1, job_b=2, page=1, score=0.5, diff_blob_id=diff.id))
+    with rt.db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Blob)) == 4
+    with rt.db.session() as s:
+        admin.remove_client(s, "gone")
+    with rt.db.read_session() as s:
+        assert s.scalars(select(Comparison.client_id)).all() == [keep]
+        assert s.scalar(select(func.count()).select_from(ComparisonPage)) == 1
+        assert s.scalar(select(func.count()).select_from(ComparisonScore)) == 1
+        assert s.scalar(select(func.count()).select_from(Blob)) == 2  # the kept comparison's page and diff
+        assert s.scalar(select(func.count()).select_from(BlobChunk)) == 2
+
+
 def test_remove_client_removes_everything_it_owns(rt):
     from app.db.models import BlobChunk, ClientApplication, Result
 

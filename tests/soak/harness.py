@@ -296,10 +296,7 @@ class Soak:
         group, start it again."""
         p = self.procs.procs[label]
         self.procs.reap(label)
-        deadline = time.monotonic() + 5
-        while descendants(p.pid) and time.monotonic() < deadline:  # orphans: already re-parented, so by group
-            time.sleep(0.05)
-        try:
+        try:  # its children (a web master's workers) were re-parented: found by their group
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -468,35 +465,10 @@ class Soak:
     def check(self, results: dict[int, str]) -> dict[str, Any]:
         cfg = self.cfg
         events, torn = self.factory_events()
-        handouts: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        accepted: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for ev in events:
-            if ev["ev"] == "handout":
-                handouts[ev["job"]].append(ev)
-            elif ev["ev"] == "finished":
-                accepted[ev["job"]].append(ev)
-        stale, overlaps, after_complete, unconfirmed = [], [], [], []
-        for job, hs in handouts.items():
-            hs.sort(key=lambda h: h["t0"])
-            fin = accepted.get(job, [])
-            # A finish is accepted only for the job's live lease: its token must be the last one
-            # handed out, and nothing may be handed out after it was accepted.
-            for f in fin:
-                if f["lease"] != hs[-1]["lease"]:
-                    stale.append((job, f["lease"], hs[-1]["lease"]))
-                for h in hs:
-                    if h["t0"] > f["t"]:
-                        after_complete.append((job, h["lease"]))
-            if not fin:
-                unconfirmed.append(job)
-            # Two live leases: the next hand-out arrived before the previous lease expired (it
-            # was granted before the factory got the answer, and the expiry is rounded down).
-            for a, b in zip(hs, hs[1:], strict=False):
-                if any(f["lease"] == a["lease"] for f in fin):
-                    continue  # ended by an accepted finish (counted above if followed by a hand-out)
-                if b["t"] < _expiry(a["exp"]):
-                    overlaps.append((job, a["lease"], b["lease"]))
-        multi_finish = [job for job, fs in accepted.items() if len({f["lease"] for f in fs}) > 1]
+        evidence = lease_evidence(events)
+        handouts, accepted = evidence.handouts, evidence.accepted
+        stale, overlaps, after_complete, unconfirmed = evidence.stale, evidence.overlaps, evidence.after_complete, evidence.unconfirmed
+        multi_finish = evidence.multi_finish
 
         with self.rt.db.read_session() as s:
             states = {JobState(k).name: v for k, v in s.execute(select(Job.state, func.count()).group_by(Job.state)).all()}
@@ -580,6 +552,57 @@ class Soak:
             f"wrong={summary['wrong_results']} tracebacks={summary['tracebacks']} leaks={len(leaks)}"
         )
         return summary
+
+
+@dataclass
+class Evidence:
+    """What the factories' event logs prove about leases (see `lease_evidence`)."""
+
+    handouts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    accepted: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    stale: list[tuple[str, str, str]] = field(default_factory=list)  # (job, accepted lease, live lease)
+    overlaps: list[tuple[str, str, str]] = field(default_factory=list)  # (job, earlier lease, later lease)
+    after_complete: list[tuple[str, str]] = field(default_factory=list)  # (job, lease handed out after its finish)
+    unconfirmed: list[str] = field(default_factory=list)  # jobs without an accepted finish in any log
+    multi_finish: list[str] = field(default_factory=list)  # jobs finished under two leases
+
+
+def lease_evidence(events: list[dict[str, Any]]) -> Evidence:
+    """Check the lease rules on the factories' events ("handout" with job, lease, exp (the lease's
+    expiry, an XML-RPC dateTime) and t0/t (poll sent/answered); "finished" with job, lease, t).
+
+    - A finish is accepted only for the job's live lease: its lease is the last one handed out
+      (in grant order), and nothing is handed out after it was accepted.
+    - No two live leases: a hand-out's answer never arrives before the previous lease of the same
+      job expired, unless that lease ended by an accepted finish (then it is `after_complete`).
+    Each rule can only be broken by the server (every time compared is bounded the safe way)."""
+    out = Evidence()
+    for ev in events:
+        if ev["ev"] == "handout":
+            out.handouts[ev["job"]].append(ev)
+        elif ev["ev"] == "finished":
+            out.accepted[ev["job"]].append(ev)
+    for job, hs in out.handouts.items():
+        # In the order the server granted them: a grant comes after the previous lease's expiry,
+        # so expiries (whole seconds) are at least a lease apart; arrival order could differ.
+        hs.sort(key=lambda h: (_expiry(h["exp"]), h["t"]))
+        fin = out.accepted.get(job, [])
+        for f in fin:
+            if f["lease"] != hs[-1]["lease"]:
+                out.stale.append((job, f["lease"], hs[-1]["lease"]))
+            for h in hs:
+                if h["t0"] > f["t"]:  # the poll was sent after the finish was answered
+                    out.after_complete.append((job, h["lease"]))
+        if not fin:
+            out.unconfirmed.append(job)
+        for a, b in zip(hs, hs[1:], strict=False):
+            if any(f["lease"] == a["lease"] for f in fin):
+                continue
+            # b was granted before its answer arrived; a's true expiry is at or after the whole second.
+            if b["t"] < _expiry(a["exp"]):
+                out.overlaps.append((job, a["lease"], b["lease"]))
+    out.multi_finish = [job for job, fs in out.accepted.items() if len({f["lease"] for f in fs}) > 1]
+    return out
 
 
 def _kill(pid: int) -> bool:

@@ -4,7 +4,7 @@ every result means something.
 
 Run as ``python -m tests.soak.factory_stub URL NAME SECRET_FILE STOP_FILE EVENTS_FILE``. Every step is
 one JSON line in EVENTS_FILE, written before the step starts (so a process killed mid-step leaves
-the step as its last line) and flushed at once: "poll", "handout" (job, lease token, leaseExpires,
+the step as its last line) and flushed at once: "poll", "idle" (the poll found nothing), "handout" (job, lease token, leaseExpires,
 the poll's send time), "converting", "finishing" (result size), "finished" (an accepted finish),
 "finish_fault" (a refused one), "finish_error" / "poll_error" (the answer was lost). The soak's
 killer watches these lines to time its kills; the checks read them to prove the lease rules.
@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
             if os.path.exists(stop_file):
                 event("stop")
                 return 0
+            event("idle")  # so that a last event "poll" means a poll in flight
             time.sleep(0.05)
             continue
         guid, lease = job["job"], job["lease"]

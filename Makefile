@@ -44,9 +44,13 @@ test: install system-deps
 
 ## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
 ## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/).
-## Further soak stages (process kills, broker and database loss) are added as lines below.
+## Process kills: 5,000 jobs per configuration (PostgreSQL + RabbitMQ, PostgreSQL + Redis, embedded)
+## while web workers, the web master, Celery workers, beat, factories and `convhub serve`'s whole
+## process group are SIGKILLed in turn (tests/soak/test_kill.py; summaries in tests/artifacts/).
+## Further soak stages (broker and database loss) are added as lines below.
 soak: install system-deps
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/soak/test_kill.py $(PYTEST_ARGS)
 
 ## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).
 ## Extra packages (pgqueuer, granian, ...) go to bench/.extra only, pinned in bench/requirements-extra.txt.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -26,15 +25,13 @@ from app.db.models import Job, Result
 from app.domain.matching import queue_name
 from app.domain.states import JobState
 from tests.conftest import add_client, add_factory, free_port, wait_for
+from tests.topokit import SOAP_PATH, Procs, envelope, local, process_env, soap_call, soap_response
 
-ROOT = Path(__file__).resolve().parents[2]
 JOBS = int(os.environ.get("CONVHUB_TOPOLOGY_JOBS", "200"))
 FACTORIES = 8
 CELERY_WORKERS = 2
 WRITER = "LibreOffice Writer|7.4|odt|pdf,png,odf"
 CLIENT, CLIENT_SECRET = "petshow", "topology-client-secret"
-NS = "http://www.yospace.com/tundra/ContentService/"
-SOAP_PATH = "/cds-controller/contentService"
 
 # A factory that converts instantly: poll, answer with dummy bytes in the requested format, repeat.
 # It stops after the stop file appears and one more empty poll; it writes the GUIDs it finished.
@@ -66,65 +63,18 @@ json.dump({"done": done, "empty_polls": empty, "errors": errors[-20:]}, open(out
 
 
 def _envelope(op: str, **fields: str) -> bytes:
-    children = "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-        f'xmlns:cs="{NS}"><soapenv:Body><cs:{op}Request>'
-        f"<clientApplicationId>{CLIENT}</clientApplicationId>"
-        f"<clientApplicationCredentials>{CLIENT_SECRET}</clientApplicationCredentials>"
-        f"{children}</cs:{op}Request></soapenv:Body></soapenv:Envelope>"
-    ).encode()
+    return envelope(CLIENT, CLIENT_SECRET, op, **fields)
 
 
 def _soap(session: requests.Session, base: str, op: str, **fields: str) -> ET.Element:
-    resp = session.post(
-        base + SOAP_PATH,
-        data=_envelope(op, **fields),
-        headers={"Content-Type": "text/xml; charset=utf-8"},
-        timeout=30,
-    )
+    resp = soap_call(session, base, _envelope(op, **fields))
     assert resp.status_code == 200, resp.text[:500]
-    root = ET.fromstring(resp.content)
-    out = next(el for el in root.iter() if el.tag.endswith(f"{op}Response"))
-    status = next(el.text for el in out.iter() if el.tag.split("}")[-1] == "status")
+    status, out = soap_response(op, resp.content)
     assert status == "200", resp.text[:500]
     return out
 
 
-def _local(el: ET.Element, name: str) -> list[ET.Element]:
-    return [c for c in el.iter() if c.tag.split("}")[-1] == name]
-
-
-class Procs:
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env, self.items = tmp, env, []  # type: ignore[var-annotated]
-
-    def start(self, label: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        fh = (self.tmp / f"{label}.log").open("wb")
-        p = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
-        self.items.append((label, p))
-        return p
-
-    def check_alive(self) -> None:
-        for label, p in self.items:
-            if p.poll() is not None and not label.startswith("factory"):
-                pytest.fail(f"{label} exited with {p.returncode}:\n{self.tail(label)}")
-
-    def tail(self, label: str) -> str:
-        path = self.tmp / f"{label}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        for _, p in self.items:
-            if p.poll() is None:
-                p.terminate()
-        for _, p in self.items:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+_local = local
 
 
 def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -136,16 +86,9 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVHUB_", "PROMETHEUS_"))}
-    env.update(
-        CONVHUB_DATA_DIR=str(tmp_path / "var"),
-        CONVHUB_DATABASE_URL=db_url,
-        CONVHUB_BROKER_URL=broker_url,
-        CONVHUB_PUBLIC_URL=base,
-        CONVHUB_RECLAIM_INTERVAL_SECONDS="2",
-        CONVHUB_RECONCILE_INTERVAL_SECONDS="5",
-        CONVHUB_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
+    env = process_env(
+        tmp_path / "var", db_url, broker_url, base,
+        CONVHUB_RECLAIM_INTERVAL_SECONDS="2", CONVHUB_RECONCILE_INTERVAL_SECONDS="5",
     )
     script = tmp_path / "fake_factory.py"
     script.write_text(FAKE_FACTORY)
@@ -182,6 +125,7 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
                     str(stop_file),
                     str(tmp_path / f"factory-{i}.json"),
                 ],
+                optional=True,
             )
 
         t0 = time.monotonic()

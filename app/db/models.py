@@ -313,6 +313,27 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class JobCount(Base):
+    """Jobs per (client, state), kept by triggers on jobs (migration 0008): on SQLite directly, on
+    PostgreSQL as the fold of `JobCountDelta` rows (app.services.maintenance.fold_job_counts)."""
+
+    __tablename__ = "job_counts"
+    client_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobCountDelta(Base):
+    """PostgreSQL: a change of `JobCount` not folded yet, appended by a statement on jobs (no row is
+    updated in place, so concurrent claims and finishes never wait on a counter row)."""
+
+    __tablename__ = "job_count_deltas"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[int] = mapped_column(SmallInteger)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class TrendSnapshot(Base):
     """One minute of the ops page's trends, recorded by beat (app.services.trends).
 

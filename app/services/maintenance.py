@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.db.engine import Database, after_commit
-from app.db.models import Callback, Content, ContentStrike, Job, RangeDelete
+from app.db.models import Callback, Content, ContentStrike, Job, JobCount, JobCountDelta, RangeDelete
 from app.db.removal import remove_contents, remove_jobs
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
@@ -207,6 +208,22 @@ def reconcile_mirror(db: Database, mirror: Mirror, now: datetime, *, stale_after
     if swept:
         log.info("embedded broker: %d consumed message rows deleted", swept)
     return repaired
+
+
+# ---------------------------------------------------------------- job counts
+
+
+def fold_job_counts(session: Session) -> int:
+    """PostgreSQL: fold the count deltas the triggers on jobs appended into the totals (one
+    statement: the deltas it deletes are the ones it adds, so a concurrent read sees either both
+    or neither); the number of (client, state) totals changed. SQLite keeps the totals directly: nothing to do."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    d = delete(JobCountDelta).returning(JobCountDelta.client_id, JobCountDelta.state, JobCountDelta.n).cte("d")
+    sums = select(d.c.client_id, d.c.state, func.sum(d.c.n).label("n")).group_by(d.c.client_id, d.c.state).cte("s")
+    ins = pg_insert(JobCount).from_select(["client_id", "state", "n"], select(sums.c.client_id, sums.c.state, sums.c.n))
+    ins = ins.on_conflict_do_update(index_elements=[JobCount.client_id, JobCount.state], set_={"n": JobCount.n + ins.excluded.n})
+    return len(session.execute(ins.add_cte(d).add_cte(sums).returning(JobCount.client_id)).all())
 
 
 # ---------------------------------------------------------------- purges

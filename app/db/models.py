@@ -224,8 +224,9 @@ class Job(Base):
         ),
         # Retention and purge of removed/ended jobs.
         Index("ix_jobs_state_updated", "state", "updated_at"),
-        # Trends: completions and failures per minute (app.services.trends).
-        Index("ix_jobs_finished_at", "finished_at"),
+        # Trends: completions and failures per minute (app.services.trends). Partial: a job that has
+        # not ended (or a bulk change of unfinished ones, e.g. a range delete) adds no entry.
+        Index("ix_jobs_finished_at", "finished_at", postgresql_where=text("finished_at IS NOT NULL"), sqlite_where=text("finished_at IS NOT NULL")),
     )
 
 

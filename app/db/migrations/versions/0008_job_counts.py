@@ -1,4 +1,5 @@
-"""job counts per (client, state), kept by triggers on jobs (getContentConversionCounts at 1M jobs)
+"""job counts per (client, state), kept by triggers on jobs (getContentConversionCounts at 1M jobs);
+ix_jobs_finished_at partial (range deletes)
 
 Revision ID: 0008
 Revises: 0007
@@ -105,6 +106,13 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_job_count_deltas_client_id", "job_count_deltas", ["client_id"])
+    # A range delete's UPDATE adds an entry to every full index per row: ix_jobs_finished_at only
+    # needs ended jobs (its queries compare finished_at, which implies NOT NULL).
+    op.drop_index("ix_jobs_finished_at", table_name="jobs")
+    op.create_index(
+        "ix_jobs_finished_at", "jobs", ["finished_at"],
+        postgresql_where=sa.text("finished_at IS NOT NULL"), sqlite_where=sa.text("finished_at IS NOT NULL"),
+    )
     op.execute("INSERT INTO job_counts (client_id, state, n) SELECT client_id, state, count(*) FROM jobs GROUP BY client_id, state")
     if op.get_bind().dialect.name == "postgresql":
         for stmt in PG_FUNCTIONS + PG_TRIGGERS:
@@ -123,3 +131,5 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_table("job_count_deltas")
     op.drop_table("job_counts")
+    op.drop_index("ix_jobs_finished_at", table_name="jobs")
+    op.create_index("ix_jobs_finished_at", "jobs", ["finished_at"])

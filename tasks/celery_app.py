@@ -73,6 +73,8 @@ def make_celery(settings: Settings) -> Celery:
             },
             "purge-deleted": {"task": "convhub.purge_deleted", "schedule": timedelta(seconds=30)},
             "retention": {"task": "convhub.retention", "schedule": timedelta(hours=1)},
+            # Job counts (migration 0008): a client's read sums its deltas since the last fold.
+            "fold-job-counts": {"task": "convhub.fold_counts", "schedule": timedelta(seconds=10)},
             "callbacks-due": {"task": "convhub.callbacks_due", "schedule": timedelta(seconds=30)},
             "trends-snapshot": {"task": "convhub.snapshot", "schedule": crontab()},  # every minute, on the minute
             "trends-prune": {"task": "convhub.snapshot_prune", "schedule": timedelta(hours=1)},

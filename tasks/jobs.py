@@ -39,6 +39,12 @@ def purge_deleted(task: RuntimeTask) -> int:
     return maintenance.purge_deleted_all(rt.db, rt.now())
 
 
+def fold_counts(task: RuntimeTask) -> int:
+    """Beat: fold the job-count deltas into the per-(client, state) totals (PostgreSQL)."""
+    with task.runtime.db.session() as s:
+        return maintenance.fold_job_counts(s)
+
+
 def retention(task: RuntimeTask) -> int:
     """Beat: remove finished jobs older than the retention period."""
     rt = task.runtime
@@ -69,6 +75,7 @@ TASKS = {
     "convhub.reconcile": reconcile,
     "convhub.purge_deleted": purge_deleted,
     "convhub.retention": retention,
+    "convhub.fold_counts": fold_counts,
     SEND_CALLBACK: send_callback,
     "convhub.callbacks_due": callbacks_due,
 }

@@ -224,8 +224,9 @@ class Job(Base):
         ),
         # Retention and purge of removed/ended jobs.
         Index("ix_jobs_state_updated", "state", "updated_at"),
-        # Trends: completions and failures per minute (app.services.trends).
-        Index("ix_jobs_finished_at", "finished_at"),
+        # Trends: completions and failures per minute (app.services.trends). Partial: a job that has
+        # not ended (or a bulk change of unfinished ones, e.g. a range delete) adds no entry.
+        Index("ix_jobs_finished_at", "finished_at", postgresql_where=text("finished_at IS NOT NULL"), sqlite_where=text("finished_at IS NOT NULL")),
     )
 
 
@@ -311,6 +312,27 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class JobCount(Base):
+    """Jobs per (client, state), kept by triggers on jobs (migration 0008): on SQLite directly, on
+    PostgreSQL as the fold of `JobCountDelta` rows (app.services.maintenance.fold_job_counts)."""
+
+    __tablename__ = "job_counts"
+    client_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobCountDelta(Base):
+    """PostgreSQL: a change of `JobCount` not folded yet, appended by a statement on jobs (no row is
+    updated in place, so concurrent claims and finishes never wait on a counter row)."""
+
+    __tablename__ = "job_count_deltas"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[int] = mapped_column(SmallInteger)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class TrendSnapshot(Base):

@@ -12,18 +12,19 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.db.engine import Database, after_commit
-from app.db.models import Callback, Content, ContentStrike, Job, RangeDelete
+from app.db.models import Callback, Content, ContentStrike, Job, JobCount, JobCountDelta, RangeDelete
 from app.db.removal import remove_contents, remove_jobs
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
 from app.domain.states import DELETED, JobState, require_transition
-from app.services import admin, counters, quarantine, request_ids
+from app.services import admin, callbacks, counters, quarantine, request_ids, result_cache
 from app.services import statements as sql
 from app.services.claims import is_queued
-from app.services.leases import CANCELLED_BY_CLIENT, after_attempt_lost
+from app.services.leases import CANCELLED_BY_CLIENT
 from app.services.ports import Mirror, Notifier
 
 log = logging.getLogger("convhub.tasks")
@@ -37,44 +38,49 @@ PURGE_BATCH = 5000
 def reclaim_expired(
     session: Session, now: datetime, notifier: Notifier, mirror: Mirror, *, limit: int = RECLAIM_BATCH
 ) -> list[tuple[int, JobState]]:
-    """Expired leases: one attempt used; the job goes back to QUEUED or to FAILED.
+    """Expired leases, up to `limit` as one set: one attempt used; each job goes back to QUEUED or
+    to FAILED (app.domain.leases.after_lost_attempt).
 
     Each expiry is a strike against the document on the factory that held it (a hang or a crash,
-    app.services.quarantine). A job its client cancelled ends FAILED "cancelled by client" instead."""
-    q = (
-        select(Job)
-        .where(sql.IS_IN_FLIGHT, Job.lease_expires <= now)
-        .order_by(Job.lease_expires)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    out = []
-    for job in session.scalars(q).all():
-        cancelled = job.cancel_requested
-        new = JobState.FAILED if cancelled else after_lost_attempt(job.attempts, job.max_attempts)
-        reason = CANCELLED_BY_CLIENT if cancelled else f"lease expired (attempt {job.attempts} of {job.max_attempts})"
-        owner = job.lease_owner
-        require_transition(job.state, new)
-        res = session.execute(
-            update(Job)
-            .where(*sql.expired_lease_fence(job.id, job.lease_token, now))
-            .values(
-                state=int(new),
-                lease_token=None,
-                lease_expires=None,
-                lease_owner=None,
-                updated_at=now,
-                failure_reason=reason,
-                **({"finished_at": now} if new.terminal else {}),  # trends: failures per minute
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if res.rowcount == 1:  # type: ignore[attr-defined]
-            after_attempt_lost(session, now, notifier, mirror, job.id, job.application, job.version, job.failure_url, new)
-            if not cancelled and owner:
-                quarantine.strike(session, now, notifier, job_id=job.id, factory=owner, reason="conversion hung or crashed (lease expired)")
-            out.append((job.id, new))
+    app.services.quarantine). A job its client cancelled ends FAILED "cancelled by client" instead.
+
+    Statements per batch, whatever its size: the UPDATE of the batch (PostgreSQL: one statement
+    that also picks and locks; SQLite: the pick, then the UPDATE); the strikes' INSERT and the
+    quarantine decision for their documents (two reads); the followers of the failed jobs (one
+    read); the counter. Per job only what is rare: a failure callback row, a quarantine. The
+    requeued jobs' messages go to the broker in one batch after the commit."""
+    pick, stmt = sql.reclaim_statements(session.get_bind().dialect.name == "postgresql", CANCELLED_BY_CLIENT)
+    params: dict[str, object] = {"r_now": now, "r_limit": limit}
+    if pick is None:
+        rows = [(r, r.owner, r.sha256) for r in session.execute(stmt, params).all()]
+    else:
+        picked = {r.id: r for r in session.execute(pick, params).all()}
+        if not picked:
+            return []
+        fence = [(i, r.lease_token) for i, r in picked.items()]
+        rows = [(r, picked[r.id].owner, picked[r.id].sha256) for r in session.execute(stmt, {**params, "r_fence": fence}).all()]
+    out: list[tuple[int, JobState]] = []
+    requeued: list[tuple[int, str, str]] = []
+    failed: list[int] = []
+    struck: list[tuple[str, str]] = []
+    for r, owner, sha in sorted(rows, key=lambda t: t[0].id):
+        new = JobState.FAILED if r.cancel_requested else after_lost_attempt(r.attempts, r.max_attempts)
+        require_transition(JobState.PROCESSING, new)
+        if new != r.state:  # the SQL form of the rule and the domain's disagree: a bug, not a state to store
+            raise RuntimeError(f"reclaim of job {r.id}: SQL chose state {r.state}, the domain rule {int(new)}")
+        if new == JobState.QUEUED:
+            requeued.append((r.id, r.application, r.version))
+        else:
+            failed.append(r.id)
+            callbacks.queue(session, now, notifier, r.id, r.failure_url, JobState.FAILED)
+        if not r.cancel_requested and owner and sha:
+            struck.append((sha, owner))
+        out.append((r.id, new))
+    if requeued:
+        after_commit(session, lambda: mirror.publish_many(requeued))
+    if failed:  # their followers are queued on their own
+        result_cache.release_followers(session, now, mirror, select(Job.id).where(Job.id.in_(failed)))
+    quarantine.strike_many(session, now, notifier, struck, reason="conversion hung or crashed (lease expired)")
     counters.bump(session, counters.LEASES_EXPIRED, len(out))
     return out
 
@@ -202,6 +208,22 @@ def reconcile_mirror(db: Database, mirror: Mirror, now: datetime, *, stale_after
     if swept:
         log.info("embedded broker: %d consumed message rows deleted", swept)
     return repaired
+
+
+# ---------------------------------------------------------------- job counts
+
+
+def fold_job_counts(session: Session) -> int:
+    """PostgreSQL: fold the count deltas the triggers on jobs appended into the totals (one
+    statement: the deltas it deletes are the ones it adds, so a concurrent read sees either both
+    or neither); the number of (client, state) totals changed. SQLite keeps the totals directly: nothing to do."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    d = delete(JobCountDelta).returning(JobCountDelta.client_id, JobCountDelta.state, JobCountDelta.n).cte("d")
+    sums = select(d.c.client_id, d.c.state, func.sum(d.c.n).label("n")).group_by(d.c.client_id, d.c.state).cte("s")
+    ins = pg_insert(JobCount).from_select(["client_id", "state", "n"], select(sums.c.client_id, sums.c.state, sums.c.n))
+    ins = ins.on_conflict_do_update(index_elements=[JobCount.client_id, JobCount.state], set_={"n": JobCount.n + ins.excluded.n})
+    return len(session.execute(ins.add_cte(d).add_cte(sums).returning(JobCount.client_id)).all())
 
 
 # ---------------------------------------------------------------- purges

@@ -11,6 +11,10 @@ class Mirror(Protocol):
 
     def publish(self, job_id: int, application: str, version: str) -> None: ...
 
+    def publish_many(self, jobs: list[tuple[int, str, str]]) -> None:
+        """`publish` for each (job id, application, version), in order, as one batch."""
+        ...
+
     def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
         """Take this job's message off its pair's queue (dropping stale heads on the way)."""
         ...
@@ -45,6 +49,10 @@ class NullMirror:
 
     def publish(self, job_id: int, application: str, version: str) -> None:
         return None
+
+    def publish_many(self, jobs: list[tuple[int, str, str]]) -> None:
+        for job_id, application, version in jobs:
+            self.publish(job_id, application, version)
 
     def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
         return None

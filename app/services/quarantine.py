@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ARRAY, String, Text, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Blob, Content, ContentStrike, Job, Quarantine
@@ -60,6 +60,55 @@ def strike(session: Session, now: datetime, notifier: Notifier, *, job_id: int, 
         return False
     quarantine(session, now, notifier, sha, reason=f"{reason} (on {len(factories)} factories)", factories=factories)
     return True
+
+
+def strike_many(session: Session, now: datetime, notifier: Notifier, struck: list[tuple[str, str]], *, reason: str) -> list[str]:
+    """`strike` for a set of (content hash, factory) pairs at once (a reclaim batch): the strikes in
+    one INSERT, then the decision for their hashes in set form: already quarantined ones fail their
+    QUEUED jobs again; those that now have strikes from `QUARANTINE_FACTORIES` distinct factories
+    are quarantined. The hashes quarantined now."""
+    if not struck:
+        return []
+    if session.get_bind().dialect.name == "postgresql":  # one statement, two arrays: no row-per-row executemany
+        session.execute(
+            insert(ContentStrike).from_select(
+                ["sha256", "factory", "reason", "at"],
+                select(
+                    func.unnest(literal([sha for sha, _ in struck], ARRAY(String))),
+                    func.unnest(literal([f[:200] for _, f in struck], ARRAY(String))),
+                    literal(reason[:2000], Text),
+                    literal(now, ContentStrike.at.type),
+                ),
+            )
+        )
+    else:
+        session.execute(insert(ContentStrike), [{"sha256": sha, "factory": f[:200], "reason": reason[:2000], "at": now} for sha, f in struck])
+    shas = sorted({sha for sha, _ in struck})
+    active = set(session.scalars(select(Quarantine.sha256).where(Quarantine.sha256.in_(shas), Quarantine.released_at.is_(None))).all())
+    for sha in sorted(active):
+        fail_queued(session, now, notifier, sha, "document is quarantined")
+    rest = [sha for sha in shas if sha not in active]
+    if not rest:
+        return []
+    pairs = session.execute(
+        select(ContentStrike.sha256, ContentStrike.factory)
+        .where(
+            ContentStrike.sha256.in_(
+                select(ContentStrike.sha256)
+                .where(ContentStrike.sha256.in_(rest))
+                .group_by(ContentStrike.sha256)
+                .having(func.count(ContentStrike.factory.distinct()) >= QUARANTINE_FACTORIES)
+            )
+        )
+        .distinct()
+    ).all()
+    by_sha: dict[str, set[str]] = {}
+    for sha, f in pairs:
+        by_sha.setdefault(sha, set()).add(f)
+    for sha, fs in sorted(by_sha.items()):
+        factories = sorted(fs)
+        quarantine(session, now, notifier, sha, reason=f"{reason} (on {len(factories)} factories)", factories=factories)
+    return sorted(by_sha)
 
 
 def quarantine(session: Session, now: datetime, notifier: Notifier, sha256: str, *, reason: str, factories: list[str]) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import after_commit
@@ -168,7 +168,10 @@ def complete_followers(session: Session, now: datetime, notifier: Notifier, lead
 def release_followers(session: Session, now: datetime, mirror: Mirror | None, leader: int | Select[Any]) -> list[int]:
     """The leader will not complete (failed, cancelled, deleted): its followers are queued on their
     own and published. `leader` is a job id, or a SELECT of job ids (a range delete)."""
-    cond = Job.follows_job_id == leader if isinstance(leader, int) else Job.follows_job_id.in_(leader.scalar_subquery())
+    # A SELECT of leaders (a range delete of 100k jobs) is matched from the followers' side: the
+    # explicit IS NOT NULL lets the planner start from ix_jobs_follows (followers only) and probe
+    # each follower's leader, instead of reading every leader to find the few that have followers.
+    cond = Job.follows_job_id == leader if isinstance(leader, int) else and_(Job.follows_job_id.is_not(None), Job.follows_job_id.in_(leader.scalar_subquery()))
     rows = session.execute(select(Job.id, Job.application, Job.version).where(cond, Job.state == int(JobState.QUEUED))).all()
     if not rows:
         return []

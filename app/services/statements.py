@@ -11,7 +11,21 @@ import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, literal, literal_column, or_, select, union_all, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from app.db.blobs import CHUNK
@@ -48,6 +62,60 @@ def lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[
 def expired_lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[no-untyped-def]
     """The condition of a reclaim: the same lease, and it has expired."""
     return (Job.id == job_id, Job.lease_token == token, Job.lease_expires <= now)
+
+
+@functools.lru_cache(maxsize=4)
+def reclaim_statements(is_pg: bool, cancelled_reason: str):  # type: ignore[no-untyped-def]
+    """Reclaim of expired leases as a set (`maintenance.reclaim_expired`): (pick, update).
+
+    Parameters: :r_now, :r_limit; on SQLite also :r_fence, the (id, lease_token) pairs picked.
+    The new state is `app.domain.leases.after_lost_attempt` written in SQL (FAILED when the client
+    cancelled or the attempts are used up, else QUEUED), so one UPDATE handles the whole batch.
+
+    PostgreSQL: one statement, `pick` is None: WITH picked AS (the expired rows, oldest expiry
+    first, FOR UPDATE SKIP LOCKED: a job a finishing factory holds is left to it) UPDATE ... FROM
+    picked RETURNING the new state and what the follow-up needs (the old owner and the document's
+    hash from `picked`). SQLite (writers are serial): the pick, then the UPDATE fenced by the same
+    (id, lease_token) pairs, as the per-job fence did."""
+    now = bindparam("r_now", type_=Job.lease_expires.type)
+    failed = or_(Job.cancel_requested, Job.attempts >= Job.max_attempts)
+    values = {
+        "state": case((failed, literal_column("4")), else_=literal_column("0")),
+        "failure_reason": case(
+            (Job.cancel_requested, literal(cancelled_reason)),
+            else_=literal("lease expired (attempt ") + cast(Job.attempts, String) + " of " + cast(Job.max_attempts, String) + ")",
+        ),
+        "finished_at": case((failed, now), else_=Job.finished_at),  # trends: failures per minute
+        "lease_token": None,
+        "lease_expires": None,
+        "lease_owner": None,
+        "updated_at": now,
+    }
+    pick = (
+        select(Job.id, Job.lease_token, Job.lease_owner.label("owner"), Blob.sha256)
+        .join(Content, Content.id == Job.content_id)
+        .join(Blob, Blob.id == Content.blob_id)
+        .where(IS_IN_FLIGHT, Job.lease_expires <= now)
+        .order_by(Job.lease_expires)
+        .limit(bindparam("r_limit"))
+    )
+    returned = (Job.id, Job.state, Job.cancel_requested, Job.attempts, Job.max_attempts, Job.application, Job.version, Job.failure_url)
+    if is_pg:
+        picked = pick.with_for_update(of=Job, skip_locked=True).cte("picked")
+        stmt = (
+            update(Job)
+            .where(Job.id == picked.c.id, IS_IN_FLIGHT, Job.lease_expires <= now)
+            .values(**values)
+            .returning(*returned, picked.c.owner, picked.c.sha256)
+        )
+        return None, stmt
+    stmt = (
+        update(Job)
+        .where(tuple_(Job.id, Job.lease_token).in_(bindparam("r_fence", expanding=True)), IS_IN_FLIGHT, Job.lease_expires <= now)
+        .values(**values)
+        .returning(*returned)
+    )
+    return pick, stmt
 
 
 # ---------------------------------------------------------------- the claim

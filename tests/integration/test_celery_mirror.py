@@ -283,3 +283,20 @@ def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
     finally:
         attach_runtime(celery, None)
         close_runtime(rt)
+
+
+def test_a_reclaim_batch_publishes_messages_that_polls_take(rt, clock):
+    """`publish_many` (a reclaim batch) sends the same task messages as `publish`: each poll finds
+    and removes its job's message, and the queue ends empty."""
+    from app.services import maintenance
+
+    factory = _factory(rt)
+    client = add_client(rt)
+    ids = [submit_job(rt, client, f"PK batch {i}".encode())[0] for i in range(3)]
+    assert [poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id for _ in ids] == ids
+    assert _length(rt) == 0
+    clock.advance(rt.settings.lease_seconds)
+    assert sorted(j for j, _ in maintenance.reclaim_all(rt.db, rt.now(), rt.notifier, rt.mirror)) == ids
+    assert _length(rt) == 3
+    assert sorted(poll(rt.db, rt.now(), rt.policy, rt.mirror, factory).id for _ in ids) == ids
+    assert _length(rt) == 0

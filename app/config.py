@@ -5,6 +5,7 @@ Everything else receives a :class:`Settings` object; tests build one directly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +39,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (10.0.0.0/8, ::1), each checked; kept as text."""
+    out = []
+    for item in (x.strip() for x in env.get(name, "").split(",")):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network") from None
+    return tuple(out)
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
@@ -79,6 +93,13 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     auth_cache_seconds: int = 60
+    # Failed authentications per window, per (name, address) and per address; 0 turns one off.
+    auth_throttle_per_name: int = 10
+    auth_throttle_per_address: int = 50
+    auth_throttle_window_seconds: int = 60
+    auth_throttle_max_entries: int = 10_000
+    # Proxies (addresses or networks) whose X-Forwarded-For names the real source address.
+    trusted_proxies: tuple[str, ...] = ()
     client_max_queued: int = 10_000
     metrics_client_names: bool = False
 
@@ -159,6 +180,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=fmt,
         auth_cache_seconds=_int(env, "CONVHUB_AUTH_CACHE_SECONDS", 60, minimum=0),
+        auth_throttle_per_name=_int(env, "CONVHUB_AUTH_THROTTLE_PER_NAME", 10, minimum=0),
+        auth_throttle_per_address=_int(env, "CONVHUB_AUTH_THROTTLE_PER_ADDRESS", 50, minimum=0),
+        auth_throttle_window_seconds=_int(env, "CONVHUB_AUTH_THROTTLE_WINDOW_SECONDS", 60, minimum=1),
+        auth_throttle_max_entries=_int(env, "CONVHUB_AUTH_THROTTLE_MAX_ENTRIES", 10_000, minimum=100),
+        trusted_proxies=_networks(env, "CONVHUB_TRUSTED_PROXIES"),
         client_max_queued=_int(env, "CONVHUB_CLIENT_MAX_QUEUED", 10_000, minimum=1),
         metrics_client_names=_bool(env, "CONVHUB_METRICS_CLIENT_NAMES", False),
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from app.config import Settings
 from app.db.engine import Database
 from app.domain.leases import LeasePolicy
+from app.domain.throttle import FailureThrottle, ThrottlePolicy
 from app.services.auth import Authenticator
 from app.services.ports import Mirror, Notifier, NullMirror, NullNotifier
 from app.services.runtime import Runtime, utcnow
@@ -45,7 +46,7 @@ def build_runtime(
         db=db,
         mirror=mirror,
         notifier=notifier,
-        auth=Authenticator(settings.auth_cache_seconds),
+        auth=Authenticator(settings.auth_cache_seconds, throttle=FailureThrottle(throttle_policy(settings))),
         policy=policy,
         clock=clock,
         celery=celery,
@@ -53,6 +54,15 @@ def build_runtime(
     if celery is not None:
         attach_runtime(celery, rt)
     return rt
+
+
+def throttle_policy(settings: Settings) -> ThrottlePolicy:
+    return ThrottlePolicy(
+        per_name=settings.auth_throttle_per_name,
+        per_address=settings.auth_throttle_per_address,
+        window_seconds=float(settings.auth_throttle_window_seconds),
+        max_entries=settings.auth_throttle_max_entries,
+    )
 
 
 def build_worker_app(settings: Settings) -> Celery:

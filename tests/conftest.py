@@ -256,13 +256,17 @@ def make_settings(tmp_path: Path, *, database_url: str | None = None, broker_url
 
     data = tmp_path / "var"
     data.mkdir(exist_ok=True)
+    # Every test talks from 127.0.0.1 and many send wrong secrets on purpose: throttling of failed
+    # authentications is off unless a test turns it on (tests/hostile/test_throttle.py).
+    params: dict[str, object] = {"auth_throttle_per_name": 0, "auth_throttle_per_address": 0}
+    params.update(kw)
     return Settings(
         data_dir=data,
         database_url=database_url or sqlite_db(tmp_path),
         broker_url=broker_url or f"sqla+sqlite:///{data / 'broker.db'}",
         callback_allow_private=True,
         auth_cache_seconds=60,
-        **kw,  # type: ignore[arg-type]
+        **params,  # type: ignore[arg-type]
     )
 
 

@@ -5,6 +5,7 @@
     │   ├── NotServed        (no enabled registered factory converts this)
     │   └── RequestIdReused  (a requestId sent again with a different request)
     ├── AuthenticationFailed (401 / SOAP 501)
+    │   └── Throttled        (429 / SOAP 501 / HTTP 429: too many failures, with retryAfterSeconds)
     ├── FactoryDisabled      (403)
     ├── NotFound             (404 / SOAP 508)
     ├── LeaseNotHeld         (409)
@@ -44,6 +45,10 @@ class RequestIdReused(BadArgument):
 
 class AuthenticationFailed(ConvhubError):
     """Authentication failed."""
+
+
+class Throttled(AuthenticationFailed):
+    """Too many failed authentications from this address; retry later."""
 
 
 class FactoryDisabled(ConvhubError):

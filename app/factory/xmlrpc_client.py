@@ -19,6 +19,7 @@ BAD_ARGUMENT, AUTH_FAILED, DISABLED, NOT_FOUND, LEASE_LOST, TOO_LARGE, UNAVAILAB
     413,
     503,
 )
+THROTTLED = 429  # too many failed sign-ins from this address: wait, as for 503
 
 
 class _AuthMixin:

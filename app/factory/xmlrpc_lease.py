@@ -13,7 +13,15 @@ from app.domain.states import JobState
 
 from .backoff import Backoff
 from .lease import Extension, LeaseLost, ResultRefused, ResultTooLarge, ServerUnavailable
-from .xmlrpc_client import LEASE_LOST, NOT_FOUND, TOO_LARGE, UNAVAILABLE, fault_line, parse_lease_expires
+from .xmlrpc_client import (
+    LEASE_LOST,
+    NOT_FOUND,
+    THROTTLED,
+    TOO_LARGE,
+    UNAVAILABLE,
+    fault_line,
+    parse_lease_expires,
+)
 
 log = logging.getLogger("convhub.factory")
 T = TypeVar("T")
@@ -24,7 +32,7 @@ MAX_REASON = 500  # the wire's limit for a failure reason
 class XmlRpcLeaseClient:
     """LeaseClient over one XML-RPC proxy (ServerProxy is not thread-safe: one client per thread).
 
-    ``finish`` and ``fail`` retry 503 faults and network errors with backoff (``initial_backoff``
+    ``finish`` and ``fail`` retry 503 and 429 faults and network errors with backoff (``initial_backoff``
     doubling to ``max_backoff``, at most ``retries`` times, and for ``finish`` never past the
     lease's expiry); ``sleep`` waits between retries.
     """
@@ -93,14 +101,14 @@ class XmlRpcLeaseClient:
         return job_state(reply.get("jobStatus") if isinstance(reply, Mapping) else reply)
 
     def _with_retries(self, what: str, job: str, call: Callable[[], T], until: float | None) -> T:
-        """Retry 503 and network errors with backoff while the lease lasts; other faults propagate."""
+        """Retry 503, 429 and network errors with backoff while the lease lasts; other faults propagate."""
         backoff = Backoff(self.initial_backoff, self.max_backoff)
         for attempt in range(self.retries + 1):
             error: Exception
             try:
                 return call()
             except xmlrpc.client.Fault as exc:
-                if exc.faultCode != UNAVAILABLE:
+                if exc.faultCode not in (UNAVAILABLE, THROTTLED):
                     raise
                 error = exc
             except (OSError, xmlrpc.client.ProtocolError) as exc:

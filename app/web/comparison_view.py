@@ -16,10 +16,13 @@ from app.services import comparison
 from app.services.runtime import Runtime
 
 IMAGE_MAX_AGE = 3600  # stored images never change once written
+# Ids the database can hold (a BIGINT): a larger one in a path matches no route (404), rather than
+# overflowing the driver's integer (found by the /ops fuzzing).
+_ID = "int(max=9223372036854775807)"
 
 
 def register(bp: Blueprint, rt: Runtime) -> None:
-    @bp.get("/ops/comparisons/<int:comparison_id>")
+    @bp.get(f"/ops/comparisons/<{_ID}:comparison_id>")
     def comparison_page(comparison_id: int):  # type: ignore[no-untyped-def]
         raw = request.args.get("reference", "").strip()
         reference = int(raw) if raw.isdigit() and len(raw) <= 18 else None
@@ -31,11 +34,11 @@ def register(bp: Blueprint, rt: Runtime) -> None:
         pages = max((len(r.pages) for r in view.renderings), default=0)
         return render_template("ops/comparison.html", view=view, comparison_id=comparison_id, pages=range(1, pages + 1), message=None)
 
-    @bp.get("/ops/comparisons/<int:comparison_id>/pages/<int:job_id>/<int:page>.png")
+    @bp.get(f"/ops/comparisons/<{_ID}:comparison_id>/pages/<{_ID}:job_id>/<{_ID}:page>.png")
     def comparison_page_image(comparison_id: int, job_id: int, page: int):  # type: ignore[no-untyped-def]
         return _image(lambda s: comparison.page_png(s, comparison_id, job_id, page))
 
-    @bp.get("/ops/comparisons/<int:comparison_id>/diff/<int:job_a>/<int:job_b>/<int:page>.png")
+    @bp.get(f"/ops/comparisons/<{_ID}:comparison_id>/diff/<{_ID}:job_a>/<{_ID}:job_b>/<{_ID}:page>.png")
     def comparison_diff_image(comparison_id: int, job_a: int, job_b: int, page: int):  # type: ignore[no-untyped-def]
         return _image(lambda s: comparison.diff_png(s, comparison_id, job_a, job_b, page))
 

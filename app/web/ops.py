@@ -20,11 +20,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request, url_for
 
-from app.domain.errors import NotFound
+from app.domain.errors import NotFound, Throttled
 from app.domain.states import IN_FLIGHT, JobState
 from app.services import admin, comparison, ops_views, quarantine
 from app.services.runtime import Runtime
 from app.web import comparison_view, metrics_view, trends_view
+from protocol.source import caller_of
 
 log = logging.getLogger("convhub.web.ops")
 http_log = logging.getLogger("convhub.http")
@@ -184,9 +185,21 @@ def _check_operator(rt: Runtime) -> Response | None:
         except (ValueError, UnicodeDecodeError):
             decoded = ""
         user, _, password = decoded.partition(":")
+    if not header:
+        return _unauthorized("Operator credentials required.")  # a browser's first try: not a failure
+    caller = caller_of(request.environ, rt.settings.trusted_proxies)
+    now = rt.now()
+    try:
+        rt.auth.check_throttle("operator", user, caller, now)
+    except Throttled as exc:
+        seconds = str(exc.fields.get("retryAfterSeconds", 1))
+        resp = Response(f"Too many failed sign-ins from this address; retry in {seconds} s.\n", status=429, mimetype="text/plain")
+        resp.headers["Retry-After"] = seconds
+        return resp
     # Both compared in constant time, and both always compared, so timing tells nothing.
     ok_user = hmac.compare_digest(user.encode("utf-8"), expected_user.encode("utf-8"))
     ok_password = hmac.compare_digest(password.encode("utf-8"), expected_password.encode("utf-8"))
+    rt.auth.record("operator", user, caller, now, ok=ok_user and ok_password)
     if ok_user and ok_password:
         g.convhub_actor = f"operator:{expected_user}"
         return None

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.domain.errors import ConvhubError, Unavailable
+from app.domain.errors import ConvhubError, Throttled, Unavailable
 from app.metrics import SOAP_STATUS
 from app.services import admin, client_views, comparison, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
+from protocol.source import caller_of
 
 from . import schema
 from .compat import ServiceBase, rpc
@@ -55,9 +56,11 @@ def _runtime(ctx: Any) -> Runtime:
     return ctx.app.convhub_runtime  # type: ignore[no-any-return]
 
 
-def _authenticate(rt: Runtime, name: str | None, secret: str | None) -> ClientIdentity:
+def _authenticate(ctx: Any, rt: Runtime, name: str | None, secret: str | None) -> ClientIdentity:
+    environ = getattr(getattr(ctx, "transport", None), "req_env", None)
+    caller = caller_of(environ, rt.settings.trusted_proxies) if isinstance(environ, dict) else None
     with rt.db.read_session() as s:
-        return rt.auth.client(s, name or "", secret or "", rt.now())
+        return rt.auth.client(s, name or "", secret or "", rt.now(), caller)
 
 
 def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable[[Runtime, ClientIdentity], tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -68,12 +71,14 @@ def _call(ctx: Any, op: Op, name: str | None, secret: str | None, body: Callable
     rt = _runtime(ctx)
     absent = (None,) * len(op.outs)
     try:
-        ident = _authenticate(rt, name, secret)
+        ident = _authenticate(ctx, rt, name, secret)
         fields = body(rt, ident)
         status, message = OK, None
     except ConvhubError as exc:
         status = schema.status_of(exc) or GENERAL_ERROR
-        message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS else exc.message
+        # A throttled caller is told why and for how long; any other refusal says only "failed".
+        throttled = isinstance(exc, Throttled)
+        message = AUTH_FAILED if status == BAD_CLIENT_APPLICATION_CREDENTIALS and not throttled else exc.message
         if isinstance(exc, Unavailable):
             message = "service temporarily unavailable; try again"
         # An error answer carries only the fields the error names (540's retryAfterSeconds).

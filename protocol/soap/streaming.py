@@ -30,11 +30,13 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from app.domain.errors import AuthenticationFailed
+from app.domain.errors import AuthenticationFailed, Throttled
+from app.domain.throttle import Caller
 from app.metrics import SOAP_STATUS
 from app.services import client_views, documents, request_ids, submission
 from app.services.auth import ClientIdentity
 from app.services.runtime import Runtime
+from protocol.source import caller_of
 
 from .hardening import action_matches, fault_response
 from .schema import AUTH_FAILED, NS
@@ -157,7 +159,7 @@ class StreamedResults:
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # spyne reads it again if we pass
         request = parse_request(body)
-        found = self._find(request) if request else None
+        found = self._find(request, caller_of(environ, self.rt.settings.trusted_proxies)) if request else None
         if found is None:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         fmt, filename, blob_id, size = found
@@ -172,13 +174,13 @@ class StreamedResults:
         SOAP_STATUS.labels(OPERATION, "200").inc()
         return self._stream(head, blob_id, size)
 
-    def _find(self, request: tuple[str, str, int]) -> tuple[str, str, int, int] | None:
+    def _find(self, request: tuple[str, str, int], caller: Caller) -> tuple[str, str, int, int] | None:
         """The result to stream, or None when spyne should answer (an error status, odd names)."""
         name, secret, job_id = request
         rt = self.rt
         try:
             with rt.db.read_session() as s:
-                who = rt.auth.client(s, name, secret, rt.now())
+                who = rt.auth.client(s, name, secret, rt.now(), caller)
                 result = client_views.result_of(s, who.id, job_id)
             fmt, filename, blob_id, size = result.format, result.filename, result.blob_id, result.size
         except Exception:  # spyne repeats the call and answers the error status
@@ -287,7 +289,8 @@ class StreamedUploads:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         source = environ["wsgi.input"]
         head = _read(source, min(EARLY_AUTH_BYTES, length))
-        who, refused = self._authenticate_early(head)
+        caller = caller_of(environ, self.rt.settings.trusted_proxies)
+        who, refused = self._authenticate_early(head, caller)
         if refused is not None:
             _copy(source, None, length - len(head))  # read the rest away, keep none of it
             start_response(
@@ -302,7 +305,7 @@ class StreamedUploads:
             return fault_response(start_response, "Client", f"request body ended after {received} of {length} bytes")
         identifier = None
         try:
-            identifier = self._store(spool, who)
+            identifier = self._store(spool, who, caller)
         except NotPlain as exc:
             log.debug("contentUpload handed to spyne: %s", exc)
         except Exception:  # spyne repeats the call and answers the error status
@@ -318,7 +321,7 @@ class StreamedUploads:
         SOAP_STATUS.labels(UPLOAD, "200").inc()
         return [body]
 
-    def _authenticate_early(self, head: bytes) -> tuple[ClientIdentity | None, bytes | None]:
+    def _authenticate_early(self, head: bytes, caller: Caller) -> tuple[ClientIdentity | None, bytes | None]:
         """Check the credentials at the start of the body: (the client, None) when they are right,
         (None, the 501 answer) when they are wrong, so an unknown or wrong client costs no spooling
         and no parse of the document; (None, None) when they cannot be told yet."""
@@ -328,15 +331,16 @@ class StreamedUploads:
         rt = self.rt
         try:
             with rt.db.read_session() as s:
-                return rt.auth.client(s, creds[0], creds[1], rt.now()), None
-        except AuthenticationFailed:
+                return rt.auth.client(s, creds[0], creds[1], rt.now(), caller), None
+        except AuthenticationFailed as exc:
             SOAP_STATUS.labels(UPLOAD, "501").inc()
-            message = f"<statusMessage>{escape(AUTH_FAILED)}</statusMessage>".encode()
+            text = exc.message if isinstance(exc, Throttled) else AUTH_FAILED
+            message = f"<statusMessage>{escape(text)}</statusMessage>".encode()
             return None, _response_head(UPLOAD, 501) + message + _response_tail(UPLOAD)
         except Exception:  # the database is away, say: the normal path decides
             return None, None
 
-    def _store(self, spool: Any, who: ClientIdentity | None) -> str:
+    def _store(self, spool: Any, who: ClientIdentity | None, caller: Caller) -> str:
         """Pass 1 checks everything that could fail (shape, base64, size, credentials); pass 2 stores.
         Any failure raises before or rolls back, and the caller hands the request to spyne."""
         rt = self.rt
@@ -356,7 +360,9 @@ class StreamedUploads:
             raise NotPlain("empty or too large: spyne answers 599")
         if who is None:  # not checked early (the credentials were not in the plain place at the start)
             with rt.db.read_session() as s:
-                who = rt.auth.client(s, fields["clientApplicationId"], fields["clientApplicationCredentials"], rt.now())
+                who = rt.auth.client(
+                    s, fields["clientApplicationId"], fields["clientApplicationCredentials"], rt.now(), caller
+                )
 
         def parts() -> Iterator[bytes]:
             spool.seek(0)

@@ -13,9 +13,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import ClientDisconnected
 
-from app.domain.errors import AuthenticationFailed, BadArgument, TooLarge
+from app.domain.errors import AuthenticationFailed, BadArgument, Throttled, TooLarge
 from app.services.auth import FactoryIdentity
 from app.services.runtime import Runtime
+from protocol.source import caller_of
 
 from . import wire
 from .methods import METHODS, Context, dispatch, record_fault
@@ -68,6 +69,8 @@ class _Endpoint:
                 # the body is still the fault. Wrong credentials get the usual HTTP 200 fault.
                 resp.status_code = 401
                 resp.headers["WWW-Authenticate"] = REALM
+            if isinstance(exc, Throttled):
+                resp.headers["Retry-After"] = str(exc.fields.get("retryAfterSeconds", 1))
             if not state["consumed"]:
                 # The body was not (fully) read: the connection cannot carry another request.
                 resp.headers["Connection"] = "close"
@@ -93,8 +96,9 @@ class _Endpoint:
         if auth is None or auth.type != "basic" or not auth.username:
             raise _NoCredentials("authentication required: HTTP Basic with the factory name and secret")
         name, secret = auth.username, auth.password or ""
+        caller = caller_of(request.environ, rt.settings.trusted_proxies)
         # A cached credential costs no round trip (no connection is taken unless `load` runs).
-        return rt.db.run(lambda s: rt.auth.factory(s, name, secret, rt.now()), read=True)
+        return rt.db.run(lambda s: rt.auth.factory(s, name, secret, rt.now(), caller), read=True)
 
     def _body(self, state: dict[str, bool]) -> Iterator[bytes]:
         stream = request.stream

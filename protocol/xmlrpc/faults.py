@@ -16,6 +16,7 @@ from app.domain.errors import (
     LeaseNotHeld,
     NotFound,
     NotOwner,
+    Throttled,
     TooLarge,
     Unavailable,
 )
@@ -28,6 +29,7 @@ INTERNAL = 500
 # 500, whose causes (SQL, driver messages, paths) never leave the server: they are logged.
 FAULTS: tuple[tuple[type[BaseException], int, str | None], ...] = (
     (BadArgument, 400, None),
+    (Throttled, 429, None),  # before its base class: too many failed authentications
     (AuthenticationFailed, 401, None),
     (FactoryDisabled, 403, None),
     (NotOwner, 403, None),

@@ -94,6 +94,32 @@ def test_every_flask_route_but_the_public_ones_refuses_bad_credentials(sqlite_ta
     assert ("POST", "/xmlrpc") in checked and ("GET", "/ops") in checked and ("GET", "/ops/data.json") in checked
 
 
+def test_every_app_mounted_beside_flask_refuses_requests_without_credentials(sqlite_target):
+    """The WSGI apps mounted beside Flask (SOAP) are not in its url_map: found in the middleware
+    chain instead, so a new mount is checked too. Only `?wsdl` is served without credentials."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    mounts: dict[str, object] = {}
+    seen: set[int] = set()
+    todo = [sqlite_target.server._server.app]  # type: ignore[attr-defined]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, DispatcherMiddleware):
+            mounts.update(obj.mounts)
+        todo += [getattr(obj, a) for a in ("app", "wsgi_app") if hasattr(obj, a)]
+    assert PATH in mounts, mounts
+    for prefix in mounts:
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+            for path in (prefix, prefix + "/x", prefix + "?op=getContentConvertCounts"):
+                body = soap_body("getContentConvertCounts", creds=None) if method != "GET" else b""
+                answer = send(sqlite_target, request_bytes(method, path, body, {"Content-Type": "text/xml"}))
+                assert answer.status != 200 or b"<status>501</status>" in answer.body, (method, path, answer.text[:200])
+                assert b"<contentConvertCount>" not in answer.body
+
+
 def test_public_endpoints_need_no_credentials(sqlite_target):
     for path in ["/healthz", "/metrics", PATH + "?wsdl"]:
         assert send(sqlite_target, request_bytes("GET", path)).status == 200, path
@@ -133,6 +159,68 @@ def test_a_client_cannot_reach_another_clients_data(sqlite_target):
     assert _call(t, "getContentConvertCounts", [], who=("other", "other-secret")).body == other_counts.body
     for job_id in theirs:  # still theirs, still visible to them
         assert _status(_call(t, "getContentConvertStatus", [("jobId", str(job_id))], who=("other", "other-secret"))) == 200
+
+
+# Every id a client can name, and which request fields take it. A GUID is the factories' name for a
+# job: a client may still try it anywhere a jobId or an identifier goes.
+ID_FIELDS = {
+    "jobId": ("jobId", "guid"), "referenceJobId": ("jobId", "guid"), "afterJobId": ("jobId",),
+    "contentIdentifier": ("contentIdentifier", "guid"), "comparisonId": ("comparisonId", "jobId"),
+    "requestId": ("uploadRequestId", "convertRequestId"),
+}
+ISOLATION_CASES = [(op, name) for op in OPERATIONS for name, _ in op.ins if name in ID_FIELDS]
+
+
+def _theirs(t) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The other client's ids of every kind (made once per module: an upload and a conversion sent with
+    requestIds, and a comparison)."""
+    if getattr(t, "theirs", None):
+        return t.theirs  # type: ignore[no-any-return]
+    other = ("other", "other-secret")
+    doc = base64.b64encode(b"PK their document").decode()
+    up = _call(t, "contentUpload", [("content", doc), ("filename", "theirs.odt"), ("requestId", "their-upload-1")], who=other)
+    ident = re.search(rb"<contentIdentifier>([^<]+)<", up.body).group(1).decode()  # type: ignore[union-attr]
+    conv = _call(t, "contentConvert", [("contentIdentifier", ident), ("application", "LibreOffice Writer"), ("version", "7.4"), ("requestId", "their-convert-1")], who=other)
+    job_id = re.search(rb"<jobId>(\d+)<", conv.body).group(1).decode()  # type: ignore[union-attr]
+    every = _call(t, "contentConvertAll", [("contentIdentifier", ident)], who=other)
+    comparison = re.search(rb"<comparisonId>(\d+)<", every.body)
+    assert comparison, every.text[:300]
+    status = _call(t, "getContentConvertStatus", [("jobId", job_id)], who=other)
+    guid = re.search(rb"<jobGuid>([^<]+)<", status.body).group(1).decode()  # type: ignore[union-attr]
+    t.theirs = {
+        "jobId": job_id, "guid": guid, "contentIdentifier": ident, "comparisonId": comparison.group(1).decode(),
+        "uploadRequestId": "their-upload-1", "convertRequestId": "their-convert-1",
+    }
+    return t.theirs  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("op", "field"), ISOLATION_CASES, ids=[f"{o.name}-{f}" for o, f in ISOLATION_CASES])
+def test_no_operation_reaches_another_clients_data_by_any_id(sqlite_target, op, field):
+    """Every operation, every id-taking field, every kind of the other client's id: refused or
+    answered with my own data only, and nothing of theirs (or, but for a requestId, of anyone's) changes."""
+    from tests.hostile.kit import dump
+
+    t = sqlite_target
+    theirs = _theirs(t)
+    secret_ids = [theirs["guid"], theirs["contentIdentifier"]]
+    for kind in ID_FIELDS[field]:
+        value = theirs[kind]
+        fields = [(name, value if name == field else SAMPLE[name]) for name, _ in op.ins[2:]]
+        before = dump(t.rt)
+        answer = _call(t, op.name, fields)
+        after = dump(t.rt)
+        for leaked in (x for x in secret_ids if x != value):  # a fault may quote what was sent
+            assert leaked.encode() not in answer.body, (op.name, field, kind, answer.text[:300])
+        assert f"<jobId>{theirs['jobId']}</jobId>".encode() not in answer.body or field == "afterJobId", answer.text[:300]
+        if field == "requestId":
+            continue  # my own request under their requestId: served as mine (it may store my upload)
+        assert after == before, (op.name, field, kind, "the database changed")
+        if field in ("jobId", "contentIdentifier", "comparisonId", "referenceJobId"):
+            refused = b"Fault" in answer.body or _status(answer) in (508, 532, 599)
+            assert refused, (op.name, field, kind, answer.text[:300])
+        else:  # afterJobId: a listing of mine only
+            listed = [int(x) for x in re.findall(rb"<jobId>(\d+)</jobId>", answer.body)]
+            assert set(listed) <= {job_id for job_id, _ in t.jobs[:2]}, answer.text[:300]
 
 
 def test_a_factory_cannot_touch_a_job_leased_to_another(sqlite_target):

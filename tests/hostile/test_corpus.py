@@ -11,7 +11,7 @@ import os
 import pytest
 
 from tests.hostile.conftest import unchanged
-from tests.hostile.corpus import CASES, META, Case
+from tests.hostile.corpus import CASES, FIELD_SWEEP, META, SHORT_META, Case
 from tests.hostile.kit import FACTORY, check_clean, p, s, send, soap, soap_body, xmlrpc, xmlrpc_body
 
 assert len(CASES) >= 200, len(CASES)
@@ -49,6 +49,18 @@ def test_hostile_case_sqlite(sqlite_target, caplog, case: Case):
 @pytest.mark.parametrize("case", ON_POSTGRES, ids=[c.id for c in ON_POSTGRES])
 def test_hostile_case_postgres(postgres_target, caplog, case: Case):
     run_case(postgres_target, caplog, case)
+
+
+# The per-field sweep (every field of every operation and method, and /ops): `make test` three values
+# per field on SQLite; `make soak` every value on both databases.
+SWEEP = [c for c in FIELD_SWEEP if SOAK or any(c.id.endswith("-" + m) for m in SHORT_META)]
+SWEEP_DATABASES = ["sqlite", "postgres"] if SOAK else ["sqlite"]
+
+
+@pytest.mark.parametrize("db", SWEEP_DATABASES)
+@pytest.mark.parametrize("case", SWEEP, ids=[c.id for c in SWEEP])
+def test_hostile_field(request, caplog, db, case: Case):
+    run_case(request.getfixturevalue(f"{db}_target"), caplog, case)
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])

@@ -4,7 +4,7 @@ Requests are generated from each endpoint's grammar (operations and methods, the
 random ones, values from plausible to hostile) and by mutating well-formed requests. Properties:
 every answer is a success or a refusal with one clear line (never a traceback or SQL); a refused
 request leaves every table as it was; nothing is logged with a traceback; a well-formed request is
-served afterwards. `make test`: 500 requests per endpoint on SQLite (derandomized, so the same
+served afterwards. Endpoints: SOAP, XML-RPC and the operator page (/ops). `make test`: 500 requests per endpoint on SQLite (derandomized, so the same
 ones every run). `make soak` (CONVHUB_SOAK=1): 5,000 per endpoint, random, on SQLite and PostgreSQL.
 """
 
@@ -20,7 +20,19 @@ from hypothesis import strategies as st
 
 from protocol.soap.schema import OPERATIONS
 from protocol.xmlrpc.methods import METHODS
-from tests.hostile.kit import FACTORY, check_clean, dump, p, send, soap, soap_body, xmlrpc, xmlrpc_body
+from tests.hostile.kit import (
+    FACTORY,
+    basic,
+    check_clean,
+    dump,
+    p,
+    request_bytes,
+    send,
+    soap,
+    soap_body,
+    xmlrpc,
+    xmlrpc_body,
+)
 
 SOAK = os.environ.get("CONVHUB_SOAK", "") == "1"
 EXAMPLES = 5000 if SOAK else 500
@@ -93,6 +105,31 @@ def _xmlrpc_request(data: st.DataObject) -> bytes:
     return xmlrpc(body, auth=auth)
 
 
+OPS_ROUTES = ["/ops", "/ops/data.json", "/ops/trends", "/ops/jobs/{}", "/ops/comparisons/{}", "/ops/quarantine/{}/release",
+              "/ops/static/{}", "/ops/{}", "/metrics", "/healthz"]
+OPERATOR = ("admin", "op-secret-hostile")
+
+
+def _ops_request(data: st.DataObject) -> bytes:
+    """The operator page: its routes with generated path parts, queries, methods, credentials and
+    form bodies. A form never carries the page's token, so every POST must be refused."""
+    from urllib.parse import quote
+
+    route = data.draw(st.sampled_from(OPS_ROUTES), "route")
+    path = route.format(quote(data.draw(VALUES, "part"), safe="")) if "{}" in route else route
+    query = data.draw(st.lists(st.tuples(st.sampled_from(["job", "refresh", "window", "x"]), VALUES), max_size=3), "query")
+    if query:
+        path += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
+    method = data.draw(st.sampled_from(["GET", "GET", "POST", "HEAD", "PUT", "DELETE"]), "method")
+    auth = data.draw(st.sampled_from([OPERATOR, OPERATOR, ("admin", "wrong"), ("", ""), None]), "auth")
+    headers = {"Authorization": basic(*auth)} if auth else {}
+    body = b""
+    if method != "GET":
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        body = ("csrf=" + quote(data.draw(VALUES, "csrf"), safe="")).encode()
+    return request_bytes(method, path, body, headers)
+
+
 def _fuzz(target, caplog, build) -> int:  # type: ignore[no-untyped-def]
     sent = [0]
 
@@ -116,11 +153,23 @@ def _fuzz(target, caplog, build) -> int:  # type: ignore[no-untyped-def]
     return sent[0]
 
 
+# 500 requests take about a minute on a quiet machine; several times that on a loaded one.
+LONG = pytest.mark.timeout(1800 if SOAK else 600)
+
+
+@LONG
 @pytest.mark.parametrize("db", DATABASES)
 def test_fuzz_soap(request, caplog, db):
     assert _fuzz(request.getfixturevalue(f"{db}_target"), caplog, _soap_request) >= EXAMPLES
 
 
+@LONG
 @pytest.mark.parametrize("db", DATABASES)
 def test_fuzz_xmlrpc(request, caplog, db):
     assert _fuzz(request.getfixturevalue(f"{db}_target"), caplog, _xmlrpc_request) >= EXAMPLES
+
+
+@LONG
+@pytest.mark.parametrize("db", DATABASES)
+def test_fuzz_ops(request, caplog, db):
+    assert _fuzz(request.getfixturevalue(f"{db}_target"), caplog, _ops_request) >= EXAMPLES

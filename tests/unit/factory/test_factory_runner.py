@@ -299,12 +299,13 @@ def test_finish_413_fails_job():
 def test_finish_503_is_retried_with_backoff():
     jobs = FakeJobs(
         polls=[make_job()],
-        finishes=[xmlrpc.client.Fault(503, "db down"), ConnectionRefusedError(111, "refused"), "guid-r"],
+        finishes=[xmlrpc.client.Fault(503, "db down"), ConnectionRefusedError(111, "refused"),
+                  xmlrpc.client.Fault(429, "too many failed authentications"), "guid-r"],
     )
     runner, sleep = runner_for(jobs, once=True)
     runner.run(install_signals=False)
-    assert len(jobs.named("finish")) == 3
-    assert sleep.delays == [1, 2]
+    assert len(jobs.named("finish")) == 4
+    assert sleep.delays == [1, 2, 4]
     assert runner.stats["finished"] == 1
 
 

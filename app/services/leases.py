@@ -1,7 +1,7 @@
 """Lease holders: extend, finish and fail a claimed job.
 
 Every state change a factory makes is fenced: a conditional UPDATE that names the lease token,
-the owner and `lease_expires > now` (`statements.lease_fence`), so a stale holder changes nothing.
+the owner and `lease_expires > now` (`statements.FENCED_*`), so a stale holder changes nothing.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def finish(
     its chunk (`store_checked`; n chunks: n + 2); an earlier result's DELETE and its blob's cleanup
     (a requeued job's); the result INSERT; the fenced UPDATE; the followers' SELECT (and per follower
     its UPDATE, result INSERT, callback); the success callback's INSERT when there is a URL. So 6
-    for a one-chunk result (8 with BEGIN/COMMIT), 7 with a success URL.
+    statements for a one-chunk result, 7 with a success URL (+ BEGIN/COMMIT).
     Every refusal (NotFound, LeaseNotHeld, BadArgument, TooLarge) comes from the general path, in
     its order: the lease, then the format, then the document."""
     if at_once:
@@ -157,7 +157,7 @@ def finish_at_once(
 
     PostgreSQL: one statement (`statements.FINISH_AT_ONCE`): 1 round trip in autocommit. SQLite
     (no DML in a CTE), in the caller's write transaction: the fenced UPDATE ... RETURNING, then
-    the blob, its chunk and the result: 4 statements (3 when the UPDATE matches nothing)."""
+    the blob, its chunk and the result: 4 statements (1 when the UPDATE matches nothing)."""
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS or not data or len(data) > min(max_bytes, CHUNK) or not _plain(guid, owner, token):
         return None  # the general path refuses it, or stores it in chunks

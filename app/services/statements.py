@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased
 from app.db.blobs import CHUNK
 from app.db.models import Blob, BlobChunk, ClientApplication, Content, Job, Result
 from app.domain.matching import WorkerSpec
-from app.domain.states import DELETABLE, DELETED, IN_FLIGHT, TERMINAL
+from app.domain.states import DELETABLE, DELETED, TERMINAL
 
 # The state predicates of the partial indexes are written as SQL literals, not bind parameters:
 # a planner can only use `ix_jobs_queued_vtag ... WHERE state = 0` (or the lease index's
@@ -46,16 +46,6 @@ IS_DELETED = Job.state == DELETED
 IS_VISIBLE = Job.state != DELETED  # every state a client or an operator may see
 IS_DELETABLE = Job.state.in_([int(s) for s in DELETABLE])
 IS_TERMINAL = Job.state.in_([int(s) for s in TERMINAL])
-
-
-def lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[no-untyped-def]
-    """The condition of every lease holder's write: this lease, still live, job still in flight."""
-    return (
-        Job.id == job_id,
-        Job.lease_token == token,
-        Job.lease_expires > now,
-        Job.state.in_([int(s) for s in IN_FLIGHT]),
-    )
 
 
 def expired_lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[no-untyped-def]
@@ -465,7 +455,10 @@ def _finish_at_once_pg(token_given: bool):  # type: ignore[no-untyped-def]
 
     No row: nothing was written (not finishable at once); the caller takes the general path.
     SKIP LOCKED: a job another transaction holds (a submission attaching a follower holds it FOR
-    SHARE) is left to the general path, which waits for it and then sees what it committed.
+    SHARE) is left to the general path, which waits for it and then sees what it committed. Not
+    covered: a follower committed in the instant between this statement's snapshot and its row
+    lock (READ COMMITTED reads the followers with the snapshot); closing that needs a mark on the
+    leader's own row that the UPDATE's recheck would see.
     The result's filename is the document's without its last extension, plus the format's
     extension (:a_ext; NULL for odf, which takes the job's doctype): `result_cache.result_filename`."""
     target = select(_J.id).where(*_finishable(token_given)).with_for_update(skip_locked=True).scalar_subquery()

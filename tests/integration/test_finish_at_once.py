@@ -203,3 +203,37 @@ def test_finish_in_a_callers_transaction_takes_the_fast_path_too(rt):
         leases.finish(s, rt.now(), rt.notifier, guid=guid, owner="factory-1", token=c.lease_token, fmt="pdf", parts=b"%PDF", max_bytes=10**6)
     assert len(seen) == (5 if rt.db.is_sqlite else 1), seen
     assert _job(rt, job_id).state == 3
+
+
+def test_concurrent_finishes_of_one_lease_complete_it_once(rt):
+    """8 threads finish the same job with the same lease at once: one result, the others are
+    refused (LeaseNotHeld) and store nothing."""
+    import threading
+
+    client = add_client(rt)
+    job_id, guid = submit_job(rt, client)
+    c = _claim(rt)
+    blobs = _blobs(rt)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def finisher(n: int) -> None:
+        barrier.wait()
+        try:
+            _finish(rt, guid, c.lease_token, lambda: b"%PDF from " + str(n).encode())
+            got = "ok"
+        except LeaseNotHeld:
+            got = "refused"
+        with lock:
+            outcomes.append(got)
+
+    threads = [threading.Thread(target=finisher, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["ok"] + ["refused"] * 7
+    assert _job(rt, job_id).state == 3 and _blobs(rt) == blobs + 1
+    with rt.db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Result).where(Result.job_id == job_id)) == 1

@@ -133,11 +133,10 @@ class ServicesLeaseClient:
         rt = self.rt
 
         def call() -> str:
-            with rt.db.session() as s:
-                return leases.finish(
-                    s, rt.now(), rt.notifier, guid=job, owner=self.owner, token=lease,
-                    fmt=fmt, parts=data, max_bytes=rt.settings.max_document_bytes,
-                ).result_guid
+            return leases.finish_job(
+                rt.db, rt.now(), rt.notifier, guid=job, owner=self.owner, token=lease,
+                fmt=fmt, document=lambda: data, max_bytes=rt.settings.max_document_bytes,
+            ).result_guid
 
         try:
             return str(self._retrying("finish", job, call))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Blob, Content, Job
@@ -95,6 +95,7 @@ def claim(
         attempts=Job.attempts + 1,
         updated_at=now,
     )
+    lease = {"c_state": values["state"], "c_token": token, "c_owner": owner, "c_now": now, "c_expires": expires}
     for pair in order:
         ws = by_pair.get(pair)
         if not ws:
@@ -102,7 +103,7 @@ def claim(
         if job_id is not None:
             claimed = _claim_job(session, sql.job_claim_update(job_id, pair, ws, is_pg).values(**values), token, expires)
         else:
-            claimed = _claim_fair(session, pair, ws, is_pg, values, token, expires)
+            claimed = _claim_fair(session, pair, ws, is_pg, lease, token, expires)
         if claimed is not None:
             return claimed
     return None
@@ -151,7 +152,7 @@ def _claim_fair(
     pair: tuple[str, str],
     workers: tuple[WorkerSpec, ...],
     is_pg: bool,
-    values: dict[str, object],
+    lease: dict[str, object],
     token: str,
     expires: datetime,
 ) -> Claimed | None:
@@ -167,19 +168,17 @@ def _claim_fair(
         session.execute(sql.lock_client(job.client_id))
     swap = job.id != row.k_id
     chosen_vtag = job.vtag
-    got = session.execute(
-        sql.claim_by_id(job.id, is_pg, fenced=limited).values(**values, **({"vtag": row.k_vtag} if swap else {}))
-    ).first()
+    got = session.execute(sql.CLAIM_BY_ID[(is_pg, limited, swap)], {"cb_id": job.id, **lease, **({"c_vtag": row.k_vtag} if swap else {})}).first()
     if got is None and swap:
         # The client's best job went to another claimer meanwhile: hand out the head itself.
         swap = False
-        got = session.execute(sql.claim_by_id(row.k_id, is_pg, fenced=limited).values(**values)).first()
+        got = session.execute(sql.CLAIM_BY_ID[(is_pg, limited, False)], {"cb_id": row.k_id, **lease}).first()
         if got is not None:
             return _claimed_by_id(session, got.id, token, expires)
     if got is None:
         return None
     if swap:
-        session.execute(update(Job).where(Job.id == row.k_id, sql.IS_QUEUED).values(vtag=chosen_vtag))
+        session.execute(sql.SWAP_VTAG, {"sw_id": row.k_id, "sw_vtag": chosen_vtag})
     return Claimed(
         id=job.id,
         guid=job.guid,

@@ -10,14 +10,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     String,
+    Table,
     and_,
     bindparam,
     case,
     cast,
     func,
+    insert,
     literal,
     literal_column,
     or_,
@@ -31,7 +34,7 @@ from sqlalchemy.orm import aliased
 from app.db.blobs import CHUNK
 from app.db.models import Blob, BlobChunk, ClientApplication, Content, Job, Result
 from app.domain.matching import WorkerSpec
-from app.domain.states import DELETABLE, DELETED, IN_FLIGHT, TERMINAL
+from app.domain.states import DELETABLE, DELETED, TERMINAL
 
 # The state predicates of the partial indexes are written as SQL literals, not bind parameters:
 # a planner can only use `ix_jobs_queued_vtag ... WHERE state = 0` (or the lease index's
@@ -47,16 +50,6 @@ IS_DELETED = Job.state == DELETED
 IS_VISIBLE = Job.state != DELETED  # every state a client or an operator may see
 IS_DELETABLE = Job.state.in_([int(s) for s in DELETABLE])
 IS_TERMINAL = Job.state.in_([int(s) for s in TERMINAL])
-
-
-def lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[no-untyped-def]
-    """The condition of every lease holder's write: this lease, still live, job still in flight."""
-    return (
-        Job.id == job_id,
-        Job.lease_token == token,
-        Job.lease_expires > now,
-        Job.state.in_([int(s) for s in IN_FLIGHT]),
-    )
 
 
 def expired_lease_fence(job_id: int, token: str | None, now: datetime):  # type: ignore[no-untyped-def]
@@ -231,19 +224,6 @@ def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bo
     )
 
 
-def claim_by_id(job_id: int, is_pg: bool, *, fenced: bool):  # type: ignore[no-untyped-def]
-    """UPDATE ... WHERE id = :id AND state = 0 [AND the client is below its limit] RETURNING id, attempts.
-
-    PostgreSQL: the row is taken FOR UPDATE SKIP LOCKED, so a claim never waits for a row another
-    transaction holds (waiting while holding the head's lock could close a cycle with a range
-    delete); the claimer's own lock on the head does not count as held."""
-    conds = [IS_QUEUED, NOT_FOLLOWING, *([not_blocked()] if fenced else [])]
-    if is_pg:
-        target = select(Job.id).where(Job.id == job_id, *conds).with_for_update(skip_locked=True)
-        return update(Job).where(Job.id == target.scalar_subquery()).returning(Job.id, Job.attempts)
-    return update(Job).where(Job.id == job_id, *conds).returning(Job.id, Job.attempts)
-
-
 def lock_client(client_id: int):  # type: ignore[no-untyped-def]
     """PostgreSQL: serialise claims for one client with an in-flight limit (its row, FOR UPDATE)."""
     return select(ClientApplication.id).where(ClientApplication.id == client_id).with_for_update()
@@ -357,20 +337,256 @@ def claim_statement(pair: tuple[str, str], workers: tuple[WorkerSpec, ...]):  # 
 # ---------------------------------------------------------------- the finish
 
 
-@functools.lru_cache(maxsize=2)
-def finishing_query(is_pg: bool):  # type: ignore[no-untyped-def]
-    """The job by GUID (:f_guid; locked FOR UPDATE on PostgreSQL) with its document's filename, an
-    earlier result (`old_result`, `old_blob`; a requeued job's) and `has_followers` (QUEUED
-    followers of the result cache wait for it): one SELECT instead of four."""
-    follower = aliased(Job, name="follower")
-    q = select(
-        Job,
-        Content.filename,
-        select(Result.id).where(Result.job_id == Job.id).limit(1).scalar_subquery().label("old_result"),
-        select(Result.blob_id).where(Result.job_id == Job.id).limit(1).scalar_subquery().label("old_blob"),
-        select(follower.id)
-        .where(follower.follows_job_id == Job.id, follower.state == literal_column("0"))
-        .exists()
-        .label("has_followers"),
-    ).join(Content, Content.id == Job.content_id).where(Job.guid == bindparam("f_guid"))
-    return q.with_for_update(of=Job) if is_pg else q
+# ---------------------------------------------------------------- the lease holders' statements, built once
+#
+# Built at import with bound parameters and written against the tables (not the mapped classes), so
+# that a request runs them as SQLAlchemy Core: no expression tree per call, no ORM bulk-update
+# evaluation, no identity map. The names of the parameters are the statements' interface.
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+_J = JOBS.c
+_CLIENTS: Table = ClientApplication.__table__  # type: ignore[assignment]
+# The predicates above, on the table's columns (an ORM attribute would turn a statement into an ORM one).
+_IN_FLIGHT = _J.state.in_([literal_column("1"), literal_column("2")])
+_QUEUED = _J.state == literal_column("0")
+_NOT_FOLLOWING = _J.follows_job_id.is_(None)
+
+
+def _not_blocked():  # type: ignore[no-untyped-def]
+    """`not_blocked` on the tables (see there)."""
+    held_job = JOBS.alias("held")
+    held = (
+        select(func.count())
+        .select_from(held_job)
+        .where(held_job.c.client_id == _CLIENTS.c.id, held_job.c.state.in_([literal_column("1"), literal_column("2")]))
+        .scalar_subquery()
+    )
+    blocked = select(_CLIENTS.c.id).where(_CLIENTS.c.max_in_flight.is_not(None), held >= _CLIENTS.c.max_in_flight)
+    return _J.client_id.not_in(blocked)
+
+# What a lease holder's use case reads about its job (`leases._held`): :h_guid.
+_HELD_COLUMNS = (
+    _J.id, _J.guid, _J.state, _J.lease_owner, _J.lease_token, _J.lease_expires, _J.leased_at, _J.cancel_requested,
+    _J.attempts, _J.max_attempts, _J.application, _J.version, _J.doctype, _J.format, _J.success_url, _J.failure_url,
+)
+HELD = {
+    False: select(*_HELD_COLUMNS).where(_J.guid == bindparam("h_guid")),
+    True: select(*_HELD_COLUMNS).where(_J.guid == bindparam("h_guid")).with_for_update(),  # PostgreSQL
+}
+
+
+def _fenced(**values):  # type: ignore[no-untyped-def]
+    """UPDATE jobs SET <values> WHERE <the lease fence>: this lease (:x_id, :x_token), still live at
+    :x_now, job still in flight. The values name their own bound parameters."""
+    return (
+        update(JOBS)
+        .where(_J.id == bindparam("x_id"), _J.lease_token == bindparam("x_token"), _J.lease_expires > bindparam("x_now"), _IN_FLIGHT)
+        .values(**values)
+    )
+
+
+# jobs.extend: :x_state, :x_expires.
+FENCED_EXTEND = _fenced(state=bindparam("x_state"), lease_expires=bindparam("x_expires"), updated_at=bindparam("x_now"))
+# The lease ends without a result (jobs.fail, a cancelled job): :x_state, :x_reason, and
+# :x_finished (the time a terminal state is reached; None keeps the column as it is).
+FENCED_END = _fenced(
+    state=bindparam("x_state"),
+    lease_token=None,
+    lease_expires=None,
+    lease_owner=None,
+    updated_at=bindparam("x_now"),
+    failure_reason=bindparam("x_reason"),
+    finished_at=func.coalesce(bindparam("x_finished", type_=_J.finished_at.type), _J.finished_at),
+)
+# jobs.finish: COMPLETE, lease ended (the owner stays recorded), finished_at for the trends.
+FENCED_COMPLETE = _fenced(
+    state=literal_column("3"),
+    lease_token=None,
+    lease_expires=None,
+    updated_at=bindparam("x_now"),
+    failure_reason=None,
+    finished_at=bindparam("x_now"),
+)
+
+# The swap of the fair-share claim (`claims._claim_fair`): the head :sw_id takes :sw_vtag.
+SWAP_VTAG = update(JOBS).where(_J.id == bindparam("sw_id"), _QUEUED).values(vtag=bindparam("sw_vtag"))
+
+
+def _claim_by_id(is_pg: bool, fenced: bool, swap: bool):  # type: ignore[no-untyped-def]
+    conds = [_QUEUED, _NOT_FOLLOWING, *([_not_blocked()] if fenced else [])]
+    if is_pg:
+        target = select(_J.id).where(_J.id == bindparam("cb_id"), *conds).with_for_update(skip_locked=True)
+        stmt = update(JOBS).where(_J.id == target.scalar_subquery())
+    else:
+        stmt = update(JOBS).where(_J.id == bindparam("cb_id"), *conds)
+    values = dict(
+        state=bindparam("c_state"),
+        lease_token=bindparam("c_token"),
+        lease_owner=bindparam("c_owner"),
+        leased_at=bindparam("c_now"),
+        lease_expires=bindparam("c_expires"),
+        attempts=_J.attempts + 1,
+        updated_at=bindparam("c_now"),
+    )
+    if swap:
+        values["vtag"] = bindparam("c_vtag")
+    return stmt.values(**values).returning(_J.id, _J.attempts)
+
+
+# UPDATE ... WHERE id = :cb_id AND state = 0 [AND the client is below its limit] RETURNING id, attempts,
+# with the lease of CLAIM_PARAMS [and the head's tag :c_vtag]; keyed (is_pg, fenced, swap).
+# PostgreSQL: the row is taken FOR UPDATE SKIP LOCKED, so a claim never waits for a row another
+# transaction holds (waiting while holding the head's lock could close a cycle with a range
+# delete); the claimer's own lock on the head does not count as held.
+CLAIM_BY_ID = {(pg, fenced, swap): _claim_by_id(pg, fenced, swap) for pg in (False, True) for fenced in (False, True) for swap in (False, True)}
+
+
+# ---------------------------------------------------------------- the finish
+
+_CONTENTS: Table = Content.__table__  # type: ignore[assignment]
+_RESULTS: Table = Result.__table__  # type: ignore[assignment]
+_BLOBS: Table = Blob.__table__  # type: ignore[assignment]
+_CHUNKS: Table = BlobChunk.__table__  # type: ignore[assignment]
+
+
+def _finishing(is_pg: bool):  # type: ignore[no-untyped-def]
+    q = (
+        select(
+            *_HELD_COLUMNS,
+            _CONTENTS.c.filename,
+            select(_RESULTS.c.id).where(_RESULTS.c.job_id == _J.id).limit(1).scalar_subquery().label("old_result"),
+            select(_RESULTS.c.blob_id).where(_RESULTS.c.job_id == _J.id).limit(1).scalar_subquery().label("old_blob"),
+        )
+        .join_from(JOBS, _CONTENTS, _CONTENTS.c.id == _J.content_id)
+        .where(_J.guid == bindparam("f_guid"))
+    )
+    return q.with_for_update(of=JOBS) if is_pg else q
+
+
+# The job by GUID (:f_guid; locked FOR UPDATE on PostgreSQL) with what the general finish needs
+# besides the lease: its document's filename and an earlier result (`old_result`, `old_blob`; a
+# requeued job's). Keyed by is_pg. Followers are looked up by a statement of their own after the
+# lock (`result_cache.complete_followers`): one committed while this waited for the lock is seen then.
+FINISHING = {False: _finishing(False), True: _finishing(True)}
+
+
+def _finishable(token_given: bool):  # type: ignore[no-untyped-def]
+    """The finish's fast-path condition on the job :a_guid: the lease of :a_owner is live at :a_now
+    (with the token :a_token when one is given), the job asks for no format or :a_fmt, no earlier
+    result exists, no success callback is owed and no follower waits for it."""
+    follower = JOBS.alias("follower")
+    conds = [
+        _J.guid == bindparam("a_guid"),
+        _IN_FLIGHT,
+        _J.lease_owner == bindparam("a_owner"),
+        _J.lease_token.is_not(None),
+        _J.lease_expires > bindparam("a_now"),
+        or_(_J.format == "", _J.format == bindparam("a_fmt")),
+        or_(_J.success_url.is_(None), _J.success_url == ""),
+        ~select(_RESULTS.c.id).where(_RESULTS.c.job_id == _J.id).exists(),
+        ~select(follower.c.id).where(follower.c.follows_job_id == _J.id, follower.c.state == literal_column("0")).exists(),
+    ]
+    if token_given:
+        conds.append(_J.lease_token == bindparam("a_token"))
+    return conds
+
+
+_COMPLETE_VALUES: dict[str, Any] = dict(
+    state=literal_column("3"),
+    lease_token=None,
+    lease_expires=None,
+    updated_at=bindparam("a_now"),
+    failure_reason=None,
+    finished_at=bindparam("a_now"),
+)
+
+
+def _finish_at_once_pg(token_given: bool):  # type: ignore[no-untyped-def]
+    """PostgreSQL: the whole finish of a one-chunk result as one statement (autocommit: 1 round trip).
+
+        WITH u AS (UPDATE jobs SET <COMPLETE, lease ended> WHERE id = (the job, if finishable,
+                   FOR UPDATE SKIP LOCKED) RETURNING ...),
+             b AS (INSERT INTO blobs SELECT :a_size, :a_sha256, :a_now FROM u RETURNING id),
+             c AS (INSERT INTO blob_chunks SELECT b.id, 0, :a_data FROM b RETURNING blob_id),
+             r AS (INSERT INTO results SELECT :a_rguid, u.id, b.id, :a_fmt, <filename>, :a_now FROM u, b, contents RETURNING guid)
+        SELECT u.application, u.version, r.guid, (SELECT count(*) FROM c) FROM u, r
+
+    No row: nothing was written (not finishable at once); the caller takes the general path.
+    SKIP LOCKED: a job another transaction holds (a submission attaching a follower holds it FOR
+    SHARE) is left to the general path, which waits for it and then sees what it committed. Not
+    covered: a follower committed in the instant between this statement's snapshot and its row
+    lock (READ COMMITTED reads the followers with the snapshot); closing that needs a mark on the
+    leader's own row that the UPDATE's recheck would see.
+    The result's filename is the document's without its last extension, plus the format's
+    extension (:a_ext; NULL for odf, which takes the job's doctype): `result_cache.result_filename`."""
+    target = select(_J.id).where(*_finishable(token_given)).with_for_update(skip_locked=True).scalar_subquery()
+    u = (
+        update(JOBS)
+        .where(_J.id == target, _IN_FLIGHT)
+        .values(**_COMPLETE_VALUES)
+        .returning(_J.id, _J.application, _J.version, _J.doctype, _J.content_id)
+        .cte("u")
+    )
+    now = bindparam("a_now", type_=_J.updated_at.type)
+    b = (
+        insert(_BLOBS)
+        .from_select(
+            ["size", "sha256", "created_at"],
+            select(bindparam("a_size", type_=_BLOBS.c.size.type), bindparam("a_sha256", type_=_BLOBS.c.sha256.type), now).select_from(u),
+        )
+        .returning(_BLOBS.c.id)
+        .cte("b")
+    )
+    c = (
+        insert(_CHUNKS)
+        .from_select(
+            ["blob_id", "seq", "data"],
+            select(b.c.id, literal(0, _CHUNKS.c.seq.type), bindparam("a_data", type_=_CHUNKS.c.data.type)),
+        )
+        .returning(_CHUNKS.c.blob_id)
+        .cte("c")
+    )
+    stem = func.regexp_replace(func.coalesce(func.nullif(_CONTENTS.c.filename, ""), "document"), r"\.[^.]*$", "")
+    ext = func.coalesce(bindparam("a_ext", type_=_RESULTS.c.format.type), u.c.doctype)
+    r = (
+        insert(_RESULTS)
+        .from_select(
+            ["guid", "job_id", "blob_id", "format", "filename", "created_at"],
+            select(
+                bindparam("a_rguid", type_=_RESULTS.c.guid.type), u.c.id, b.c.id, bindparam("a_fmt", type_=_RESULTS.c.format.type),
+                stem + "." + ext, now,
+            )
+            .select_from(u)
+            .join(b, literal(True))
+            .join(_CONTENTS, _CONTENTS.c.id == u.c.content_id),
+        )
+        .returning(_RESULTS.c.guid)
+        .cte("r")
+    )
+    return select(
+        u.c.application, u.c.version, r.c.guid, select(func.count()).select_from(c).scalar_subquery().label("chunks")
+    ).select_from(u).join(r, literal(True))
+
+
+def _finish_at_once_sqlite(token_given: bool):  # type: ignore[no-untyped-def]
+    """SQLite (no DML in a CTE): the fenced UPDATE of the fast path, returning what the inserts need."""
+    return (
+        update(JOBS)
+        .where(*_finishable(token_given))
+        .values(**_COMPLETE_VALUES)
+        .returning(
+            _J.id, _J.application, _J.version, _J.doctype,
+            select(_CONTENTS.c.filename).where(_CONTENTS.c.id == _J.content_id).scalar_subquery().label("filename"),
+        )
+    )
+
+
+# Keyed (is_pg, token_given).
+FINISH_AT_ONCE = {(pg, t): (_finish_at_once_pg(t) if pg else _finish_at_once_sqlite(t)) for pg in (False, True) for t in (False, True)}
+# One-chunk documents, stored with their size and hash (SQLite's fast path, and any one-chunk store).
+INSERT_BLOB = insert(_BLOBS).values(size=bindparam("b_size"), sha256=bindparam("b_sha256"), created_at=bindparam("b_now")).returning(_BLOBS.c.id)
+INSERT_CHUNK = insert(_CHUNKS).values(blob_id=bindparam("b_id"), seq=bindparam("b_seq"), data=bindparam("b_data"))
+INSERT_RESULT = insert(_RESULTS).values(
+    guid=bindparam("r_guid"), job_id=bindparam("r_job"), blob_id=bindparam("r_blob"), format=bindparam("r_fmt"),
+    filename=bindparam("r_filename"), created_at=bindparam("r_now"),
+)

@@ -173,13 +173,11 @@ def jobs_finish(ctx: Context, factory_name: str, job: str, fmt: str, document: A
     max_bytes = rt.settings.max_document_bytes
     t0 = time.perf_counter()
     try:
-        # The document is decoded afresh per attempt (the text is re-readable): a finish that met a
-        # dead pooled connection runs once more on a fresh one.
-        done = rt.db.run(
-            lambda s: leases.finish(
-                s, rt.now(), rt.notifier, guid=job, owner=owner, token=lease, fmt=fmt,
-                parts=wire.decode_base64(document, max_bytes), max_bytes=max_bytes,
-            )
+        # One round trip on PostgreSQL for a one-chunk result (leases.finish_job). The document is
+        # decoded afresh when a request that met a dead pooled connection runs once more.
+        done = leases.finish_job(
+            rt.db, rt.now(), rt.notifier, guid=job, owner=owner, token=lease, fmt=fmt,
+            document=lambda: wire.decode_base64(document, max_bytes), max_bytes=max_bytes,
         )
     finally:
         metrics.FINISH_SECONDS.observe(time.perf_counter() - t0)

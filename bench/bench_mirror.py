@@ -87,8 +87,9 @@ def _retagged(headers: dict[str, Any], body: list[Any], jid: int) -> tuple[dict[
 
 
 def seed_redis(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-    channel = conn.default_channel
-    r, key = channel.client, channel._q_for_pri(mirror_queue_name(), 0)
+    import redis
+
+    r, key = redis.Redis.from_url(conn.as_uri(include_password=True)), conn.default_channel._q_for_pri(mirror_queue_name(), 0)
     template = json.loads(r.lpop(key))
     body = json.loads(base64.b64decode(template["body"]))
     pipe = r.pipeline(transaction=False)
@@ -100,6 +101,7 @@ def seed_redis(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped
         if n % 5000 == 0:
             pipe.execute()
     pipe.execute()
+    r.close()
 
 
 def seed_amqp(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from celery import Celery
 from kombu import Queue
-from sqlalchemy import Delete, Table, bindparam, delete, select, text
+from sqlalchemy import Delete, Table, bindparam, delete, func, select, text
 
 from app.domain.errors import Unavailable
 from tasks.celery_app import CONVERT_TASK, pair_queue
@@ -75,11 +75,13 @@ return 0
 def _sql_take(message: Table, queue: Table) -> Delete:
     """The embedded broker's removal, one statement: delete the first of the WINDOW visible head
     rows (kombu's order: timestamp, id) whose payload names the job (`:pattern`) in the queue named
-    `:queue`. Uses kombu's (timestamp, id) index; the LIKE reads at most WINDOW payloads."""
+    `:queue`. Walks kombu's (timestamp, id) index and stops after WINDOW rows; the LIKE reads at
+    most WINDOW payloads. `visible` is wrapped so that SQLite cannot pick kombu's index on it: with
+    no statistics (kombu never runs ANALYZE) it would, and then sort the whole queue per claim."""
     queue_id = select(queue.c.id).where(queue.c.name == bindparam("queue")).scalar_subquery()
     head = (
         select(message.c.id, message.c.payload)
-        .where(message.c.queue_id == queue_id, message.c.visible.is_(True))
+        .where(message.c.queue_id == queue_id, func.coalesce(message.c.visible, False).is_(True))
         .order_by(message.c.timestamp, message.c.id)
         .limit(WINDOW)
         .subquery()

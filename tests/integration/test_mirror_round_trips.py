@@ -146,3 +146,28 @@ def test_a_stale_message_ahead_costs_nothing_more(rt, monkeypatch):
     else:
         assert looked_up == []
     assert rt.mirror.queue_length(*PAIR) == 2
+
+
+def test_the_sql_brokers_delete_walks_the_head_index_and_sorts_nothing(tmp_path):
+    """kombu's table has an index on `visible`; on a broker database without statistics SQLite
+    would use it and sort the whole queue for every claim. The plan must walk the (timestamp, id)
+    index from the head instead (stopping after WINDOW rows), whatever the queue's length."""
+    from kombu import Connection
+
+    from tasks.mirror import _sql_take
+
+    with Connection(f"sqla+sqlite:///{tmp_path / 'broker.db'}") as conn:
+        channel = conn.default_channel
+        message, queue = channel.message_cls.__table__, channel.queue_cls.__table__
+        channel._get_or_create("q")
+        channel.session.commit()
+        engine = channel.session.bind
+        with engine.begin() as c:
+            c.execute(message.insert(), [{"payload": f'{{"argsrepr": "[{i}]"}}', "queue_id": 1, "visible": True, "version": 1} for i in range(2000)])
+        stmt = _sql_take(message, queue).compile(engine)
+        params = stmt.construct_params({"queue": "q", "pattern": "%[7]%"})
+        with engine.connect() as c:
+            plan = [row[3] for row in c.exec_driver_sql("EXPLAIN QUERY PLAN " + str(stmt), tuple(params[k] for k in stmt.positiontup or ()))]
+            assert not any("TEMP B-TREE" in step for step in plan), plan
+            assert any("INDEX ix_kombu_message_timestamp" in step for step in plan), plan
+            assert c.execute(_sql_take(message, queue), {"queue": "q", "pattern": '%"argsrepr": "[7]"%'}).rowcount == 1

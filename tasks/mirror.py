@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from celery import Celery
 from kombu import Queue
-from sqlalchemy import Delete, Table, bindparam, delete, func, select, text
+from sqlalchemy import Delete, Select, Table, bindparam, delete, func, select, text
 
 from app.domain.errors import Unavailable
 from tasks.celery_app import CONVERT_TASK, pair_queue
@@ -72,20 +72,25 @@ return 0
 
 
 @functools.cache
-def _sql_take(message: Table, queue: Table) -> Delete:
-    """The embedded broker's removal, one statement: delete the first of the WINDOW visible head
-    rows (kombu's order: timestamp, id) whose payload names the job (`:pattern`) in the queue named
-    `:queue`. Walks kombu's (timestamp, id) index and stops after WINDOW rows; the LIKE reads at
-    most WINDOW payloads. `visible` is wrapped so that SQLite cannot pick kombu's index on it: with
-    no statistics (kombu never runs ANALYZE) it would, and then sort the whole queue per claim."""
+def _sql_head(message: Table, queue: Table) -> Select[tuple[int, str]]:
+    """The WINDOW visible rows at the head of the queue named `:queue` (kombu's order: timestamp,
+    id), id and payload. Walks kombu's (timestamp, id) index and stops after WINDOW rows. `visible`
+    is wrapped so that SQLite cannot pick kombu's index on it: with no statistics (kombu never runs
+    ANALYZE) it would, and then sort the whole queue each time (kombu's own get does)."""
     queue_id = select(queue.c.id).where(queue.c.name == bindparam("queue")).scalar_subquery()
-    head = (
+    return (
         select(message.c.id, message.c.payload)
         .where(message.c.queue_id == queue_id, func.coalesce(message.c.visible, False).is_(True))
         .order_by(message.c.timestamp, message.c.id)
         .limit(WINDOW)
-        .subquery()
     )
+
+
+@functools.cache
+def _sql_take(message: Table, queue: Table) -> Delete:
+    """The embedded broker's removal, one statement: delete the first of the head rows whose payload
+    names the job (`:pattern`); the LIKE reads at most WINDOW payloads."""
+    head = _sql_head(message, queue).subquery()
     target = select(head.c.id).where(head.c.payload.like(bindparam("pattern"))).limit(1).scalar_subquery()
     return delete(message).where(message.c.id == target)
 
@@ -190,6 +195,8 @@ class KombuMirror:
         dropped = 0
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             q = self._bound(conn, application, version)
+            if conn.transport.driver_type == "sql":
+                return self._trim_sql(conn.default_channel, q.name, is_queued, limit)
             while dropped < limit:
                 msg = q.get(no_ack=False, accept=["json"])
                 if msg is None:
@@ -200,6 +207,35 @@ class KombuMirror:
                     break
                 msg.ack()
                 dropped += 1
+        return dropped
+
+    @staticmethod
+    def _trim_sql(channel, queue: str, is_queued: Callable[[int], bool], limit: int) -> int:  # type: ignore[no-untyped-def]
+        """The embedded broker: read the head rows a window at a time and delete the stale ones by
+        id, up to the first live message. Not kombu's get: it sorts the whole queue per message
+        (see `_sql_head`), and its requeue of the live message would move it to the tail."""
+        message = channel.message_cls.__table__
+        head, session = _sql_head(message, channel.queue_cls.__table__), channel.session
+        dropped = 0
+        try:
+            while dropped < limit:
+                rows = session.execute(head, {"queue": queue}).all()
+                stale, live = [], False
+                for row_id, raw in rows[: limit - dropped]:
+                    jid = envelope_job_id(raw)
+                    if jid is not None and is_queued(jid):
+                        live = True
+                        break
+                    stale.append(row_id)
+                if stale:
+                    session.execute(delete(message).where(message.c.id.in_(stale)))
+                session.commit()
+                dropped += len(stale)
+                if live or not stale or len(rows) < WINDOW:
+                    break
+        except BaseException:
+            session.rollback()
+            raise
         return dropped
 
     def _script(self, client, name: str, src: str):  # type: ignore[no-untyped-def]

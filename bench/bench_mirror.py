@@ -199,10 +199,12 @@ def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, th
 
 def bench_broker(broker: str, broker_url: str, url: str, db: Database, factory: FactoryIdentity, ids: list[int], args, tmp: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from app.config import Settings
-    from tasks.celery_app import make_celery
+    from tasks.celery_app import make_celery, prepare_embedded_broker
     from tasks.mirror import KombuMirror
 
-    celery = make_celery(Settings(data_dir=tmp, database_url=url, broker_url=broker_url))
+    settings = Settings(data_dir=tmp, database_url=url, broker_url=broker_url)
+    prepare_embedded_broker(settings)  # as build_runtime does
+    celery = make_celery(settings)
     celery.conf.broker_pool_limit = args.threads + 4
     mirror = KombuMirror(celery)
     try:

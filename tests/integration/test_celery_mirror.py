@@ -288,3 +288,22 @@ def test_the_embedded_broker_sheds_consumed_messages(tmp_path, clock):
     finally:
         attach_runtime(celery, None)
         close_runtime(rt)
+
+
+def test_the_embedded_broker_file_is_in_wal_mode(tmp_path, clock):
+    """One fsync of the log per commit instead of the rollback journal's several (each claim's
+    removal, publish and get is a commit under SQLite's one writer lock)."""
+    import sqlite3
+
+    from app.runtime import build_runtime
+
+    settings = make_settings(tmp_path)  # the embedded default: sqla+sqlite:///<data dir>/broker.db
+    rt = build_runtime(settings, clock=clock)
+    try:
+        _factory(rt)
+        submit_job(rt, add_client(rt))
+        assert _length(rt) == 1
+        with sqlite3.connect(settings.broker_url.removeprefix("sqla+sqlite:///")) as c:
+            assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        close_runtime(rt)

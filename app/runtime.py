@@ -19,7 +19,7 @@ from app.services.auth import Authenticator
 from app.services.ports import Mirror, Notifier, NullMirror, NullNotifier
 from app.services.runtime import Runtime, utcnow
 from tasks.base import attach_runtime
-from tasks.celery_app import CeleryNotifier, make_celery
+from tasks.celery_app import CeleryNotifier, make_celery, prepare_embedded_broker
 from tasks.mirror import KombuMirror
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def build_runtime(
     mirror: Mirror = NullMirror()
     notifier: Notifier = NullNotifier()
     if broker:
+        prepare_embedded_broker(settings)
         celery = celery or make_celery(settings)
         mirror = KombuMirror(celery)
         notifier = CeleryNotifier(celery)

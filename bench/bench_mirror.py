@@ -1,13 +1,18 @@
-"""What the Redis mirror costs a claim: 16 concurrent claimers over a 100k-job backlog on PostgreSQL,
-with the Redis mirror (every claim takes its job's message off a 100k-message queue) and without it.
+"""What the mirror costs a claim, per broker: 16 concurrent claimers over a 100k-job backlog on
+PostgreSQL, with the mirror (every claim takes its job's message off a 100k-message queue) and
+without it, on Redis, RabbitMQ and the embedded SQL broker (kombu's SQLAlchemy transport on SQLite,
+as the embedded default builds it: `sqla+sqlite:///<data dir>/broker.db`).
 
-Each claimer runs the poll service (`app.services.poll.poll`) in a loop, as a web worker does. The
-mirror run goes first, so its queue and backlog are aligned (the no-mirror run leaves the messages
-of the jobs it claims behind). Prints both rates and their ratio and writes JSON (default
-bench/results/mirror.json). Not a test.
+Each claimer runs the poll service (`app.services.poll.poll`) in a loop, as a web worker does. Per
+broker: the queue is filled with one message per QUEUED job (oldest at the head), the mirror run
+goes first, then every job goes back to QUEUED and the no-mirror run follows on the same backlog.
+The pair gets a unique name per run, so its queue is the bench's own; it is deleted afterwards.
+Prints the rates and their ratio per broker and writes JSON (default bench/results/mirror.json).
+Not a test.
 
-    .venv/bin/python bench/bench_mirror.py [--backlog 100000] [--threads 16] [--seconds 10]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/13]
+    .venv/bin/python bench/bench_mirror.py [--brokers redis,amqp,sql] [--backlog 100000]
+        [--threads 16] [--seconds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--redis redis://127.0.0.1:6379/13] [--amqp amqp://guest:guest@127.0.0.1:5672//]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
@@ -36,9 +42,11 @@ from app.services.auth import FactoryIdentity
 from app.services.poll import poll
 from app.services.ports import Mirror, NullMirror
 
-PAIR = ("LibreOffice Writer", "7.4")
+# A pair of its own per run: its queue (convert.bench-<hex>.7-4) is nobody else's on a shared broker.
+PAIR = (f"Bench {uuid.uuid4().hex[:8]}", "7.4")
 WORKER = WorkerSpec(PAIR[0], PAIR[1], frozenset({"odt"}), frozenset({"pdf"}))
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+BROKERS = ("redis", "amqp", "sql")
 
 
 def seed_db(db: Database, backlog: int) -> list[int]:
@@ -58,36 +66,118 @@ def seed_db(db: Database, backlog: int) -> list[int]:
         return [int(i) for (i,) in s.execute(text("SELECT id FROM jobs ORDER BY submitted_at, id"))]
 
 
-def seed_queue(mirror, redis_url: str, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-    """The pair's queue with one message per job, oldest at the head: the mirror publishes the
-    first one; the others are that real message with its job id, body and task id replaced (a
-    100k publish loop would take minutes), pushed in pipelines."""
+def requeue_all(url: str) -> None:
+    """Every claimed job back to QUEUED (and the table vacuumed): the next run sees the same backlog."""
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text("UPDATE jobs SET state = 0, lease_owner = NULL, lease_token = NULL, lease_expires = NULL, attempts = 0 WHERE state <> 0"))
+        c.execute(text("VACUUM ANALYZE jobs"))
+    eng.dispose()
+
+
+# ------------------------------------------------------------------ filling a queue with 100k messages
+# The mirror publishes the first job's message; the others are that real message with its job id,
+# body and task id replaced (a 100k publish loop through Celery would take minutes).
+
+
+def _retagged(headers: dict[str, Any], body: list[Any], jid: int) -> tuple[dict[str, Any], bytes, str]:
+    task_id = str(uuid.uuid4())
+    body[0] = [jid]
+    return dict(headers, id=task_id, root_id=task_id, argsrepr=f"[{jid}]"), json.dumps(body).encode(), task_id
+
+
+def seed_redis(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
     import redis
 
-    r = redis.Redis.from_url(redis_url)
-    r.flushdb()
-    mirror.declare([PAIR])
-    mirror.publish(ids[0], *PAIR)
-    key = r.keys("convert.*")[0]
-    template = json.loads(r.lpop(key))  # type: ignore[arg-type]
+    r, key = redis.Redis.from_url(conn.as_uri(include_password=True)), conn.default_channel._q_for_pri(mirror_queue_name(), 0)
+    template = json.loads(r.lpop(key))
     body = json.loads(base64.b64decode(template["body"]))
     pipe = r.pipeline(transaction=False)
     for n, jid in enumerate(ids, 1):
-        env = json.loads(json.dumps(template))
-        body[0] = [jid]
-        env["body"] = base64.b64encode(json.dumps(body).encode()).decode()
-        task_id = str(uuid.uuid4())
-        env["headers"].update(id=task_id, root_id=task_id, argsrepr=f"[{jid}]")
-        env["properties"].update(correlation_id=task_id, delivery_tag=str(uuid.uuid4()))
+        headers, raw, task_id = _retagged(template["headers"], body, jid)
+        env = dict(template, headers=headers, body=base64.b64encode(raw).decode())
+        env["properties"] = dict(template["properties"], correlation_id=task_id, delivery_tag=str(uuid.uuid4()))
         pipe.lpush(key, json.dumps(env))
         if n % 5000 == 0:
             pipe.execute()
     pipe.execute()
-    assert r.llen(key) == len(ids)
     r.close()
 
 
-def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, threads: int, seconds: float) -> float:
+def seed_amqp(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    import amqp
+
+    name = mirror_queue_name()
+    channel = conn.default_channel
+    first = channel.basic_get(name, no_ack=True)
+    props = dict(first.properties)
+    headers = props.pop("application_headers")
+    body = json.loads(first.body)
+    for jid in ids:
+        h, raw, task_id = _retagged(headers, body, jid)
+        msg = amqp.Message(raw, application_headers=h, **dict(props, correlation_id=task_id))
+        channel.basic_publish(msg, exchange=name, routing_key=name)
+    deadline = time.monotonic() + 120
+    while mirror.queue_length(*PAIR) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def seed_sql(mirror, conn, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    channel = conn.default_channel
+    model, session = channel.message_cls, channel.session
+    first = session.query(model).one()
+    template, queue_id, sent_at = json.loads(first.payload), first.queue_id, first.sent_at
+    session.delete(first)
+    session.commit()
+    body = json.loads(base64.b64decode(template["body"]))
+    rows = []
+    for jid in ids:
+        headers, raw, task_id = _retagged(template["headers"], body, jid)
+        env = dict(template, headers=headers, body=base64.b64encode(raw).decode())
+        env["properties"] = dict(template["properties"], correlation_id=task_id, delivery_tag=str(uuid.uuid4()))
+        rows.append({"payload": json.dumps(env), "queue_id": queue_id, "visible": True, "timestamp": sent_at, "version": 1})
+    table = model.__table__
+    for i in range(0, len(rows), 5000):
+        session.execute(table.insert(), rows[i : i + 5000])
+    session.commit()
+
+
+SEEDERS = {"redis": seed_redis, "amqp": seed_amqp, "sql": seed_sql}
+
+
+def mirror_queue_name() -> str:
+    from tasks.celery_app import pair_queue
+
+    return pair_queue(*PAIR).name
+
+
+def fill_queue(mirror, celery, broker: str, ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    with celery.pool.acquire(block=True) as conn:
+        mirror.declare([PAIR])
+        mirror._declare_on_broker(conn, *PAIR).purge()
+    mirror.publish(ids[0], *PAIR)
+    with celery.pool.acquire(block=True) as conn:
+        SEEDERS[broker](mirror, conn, ids)
+    have = mirror.queue_length(*PAIR)
+    assert have == len(ids), f"{broker}: {have} messages queued, {len(ids)} wanted"
+
+
+def drop_queue(celery, broker: str) -> None:  # type: ignore[no-untyped-def]
+    from tasks.celery_app import pair_queue
+
+    q = pair_queue(*PAIR)
+    with celery.pool.acquire(block=True) as conn:
+        bound = q.bind(conn.default_channel)
+        bound.purge()
+        bound.delete()
+        if broker == "amqp":
+            q.exchange.bind(conn.default_channel).delete()
+
+
+# ------------------------------------------------------------------ the runs
+
+
+def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, threads: int, seconds: float) -> tuple[float, int]:
     policy = LeasePolicy()
     count = [0] * threads
     stop = time.monotonic() + seconds
@@ -104,48 +194,80 @@ def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, th
         t.start()
     for t in ts:
         t.join()
-    return sum(count) / (time.monotonic() - t0)
+    return sum(count) / (time.monotonic() - t0), sum(count)
+
+
+def bench_broker(broker: str, broker_url: str, url: str, db: Database, factory: FactoryIdentity, ids: list[int], args, tmp: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from app.config import Settings
+    from tasks.celery_app import make_celery, prepare_embedded_broker
+    from tasks.mirror import KombuMirror
+
+    settings = Settings(data_dir=tmp, database_url=url, broker_url=broker_url)
+    prepare_embedded_broker(settings)  # as build_runtime does
+    celery = make_celery(settings)
+    celery.conf.broker_pool_limit = args.threads + 4
+    mirror = KombuMirror(celery)
+    try:
+        t0 = time.monotonic()
+        fill_queue(mirror, celery, broker, ids)
+        seed_s = time.monotonic() - t0
+        with_mirror, claimed = claims_per_second(db, mirror, factory, args.threads, args.seconds)
+        left = mirror.queue_length(*PAIR)
+        requeue_all(url)
+        without, _ = claims_per_second(db, NullMirror(), factory, args.threads, args.seconds)
+        requeue_all(url)
+    finally:
+        drop_queue(celery, broker)
+        celery.pool.force_close_all()
+    return {
+        "broker": broker,
+        "seed_seconds": round(seed_s, 1),
+        "claims_per_s_with_mirror": round(with_mirror, 1),
+        "claims_per_s_without_mirror": round(without, 1),
+        "ratio": round(with_mirror / without, 3) if without else None,
+        "claimed_in_mirror_run": claimed,
+        "queue_left_after_mirror_run": left,
+        "stale_messages_left": None if left is None else left - (len(ids) - claimed),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated, of: " + ", ".join(BROKERS))
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--pg", default=os.environ.get("CONVHUB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--redis", default=os.environ.get("CONVHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
+    ap.add_argument("--amqp", default=os.environ.get("CONVHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     ap.add_argument("--out", default="bench/results/mirror.json")
     args = ap.parse_args()
-
-    from app.config import Settings
-    from tasks.celery_app import make_celery
-    from tasks.mirror import KombuMirror
+    brokers = [b for b in args.brokers.split(",") if b]
+    unknown = set(brokers) - set(BROKERS)
+    if unknown:
+        ap.error(f"unknown broker(s): {', '.join(sorted(unknown))}")
 
     name = f"convhub_bench_{uuid.uuid4().hex[:8]}"
     pg_admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
     with pg_admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = args.pg.rsplit("/", 1)[0] + f"/{name}"
+    runs = []
     try:
         upgrade(url)
         db = Database(url, pool_size=args.threads + 4)
-        t0 = time.monotonic()
         ids = seed_db(db, args.backlog)
         with db.session() as s:
             f = admin.add_factory(s, NOW, "bench-factory", "bench-secret-1", [WORKER])
             factory = FactoryIdentity(id=f.id, name=f.name, workers=(WORKER,), disabled=False)
         with tempfile.TemporaryDirectory() as tmp:
-            celery = make_celery(Settings(data_dir=Path(tmp), database_url=url, broker_url=args.redis))
-            celery.conf.broker_pool_limit = args.threads + 4
-            mirror = KombuMirror(celery)
-            seed_queue(mirror, args.redis, ids)
-            seed_s = time.monotonic() - t0
-            with_mirror = claims_per_second(db, mirror, factory, args.threads, args.seconds)
-            left = mirror.queue_length(*PAIR)
-            without = claims_per_second(db, NullMirror(), factory, args.threads, args.seconds)
-            with db.read_session() as s:
-                claimed = s.scalar(text("SELECT count(*) FROM jobs WHERE state <> 0"))
-            celery.pool.force_close_all()
+            for broker in brokers:
+                broker_url = {"redis": args.redis, "amqp": args.amqp, "sql": f"sqla+sqlite:///{Path(tmp) / 'broker.db'}"}[broker]
+                run = bench_broker(broker, broker_url, url, db, factory, ids, args, Path(tmp))
+                runs.append(run)
+                print(f"{broker:6} {args.threads} claimers, {args.backlog} queued: with mirror {run['claims_per_s_with_mirror']}/s, "
+                      f"without {run['claims_per_s_without_mirror']}/s, ratio {run['ratio']} "
+                      f"(stale messages left: {run['stale_messages_left']})", flush=True)
         db.dispose()
     finally:
         with pg_admin.connect() as c:
@@ -157,19 +279,11 @@ def main() -> None:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "database": "postgresql",
-        "broker": "redis",
         "backlog": args.backlog,
         "threads": args.threads,
         "seconds_per_run": args.seconds,
-        "seed_seconds": round(seed_s, 1),
-        "claims_per_s_with_mirror": round(with_mirror, 1),
-        "claims_per_s_without_mirror": round(without, 1),
-        "ratio": round(with_mirror / without, 3) if without else None,
-        "queue_left_after_mirror_run": left,
-        "jobs_claimed_total": claimed,
+        "runs": runs,
     }
-    print(f"16 claimers, {args.backlog} queued: with mirror {result['claims_per_s_with_mirror']}/s, "
-          f"without {result['claims_per_s_without_mirror']}/s, ratio {result['ratio']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}")

@@ -8,6 +8,7 @@ longer QUEUED is dropped wherever it is met.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
@@ -18,16 +19,13 @@ from typing import TypeVar
 from celery import Celery
 from kombu import Queue
 from kombu.utils.uuid import uuid
+from sqlalchemy import Delete, Select, Table, bindparam, delete, func, select, text
 
 from app.domain.errors import Unavailable
 from tasks.celery_app import CONVERT_TASK, pair_queue
 
 log = logging.getLogger("convhub.mirror")
 T = TypeVar("T")
-
-# Heads examined at most per removal: stale messages of deleted or DB-claimed jobs are dropped on
-# the way; more than this in a row is left for the next poll.
-MAX_SKIP = 50
 
 
 def message_job_id(body: object) -> int | None:
@@ -42,7 +40,7 @@ def message_job_id(body: object) -> int | None:
 # Redis and the SQL broker: how many messages from the head a claim looks at for its job's message.
 # A message beyond it (or already taken by someone else) is left alone: it goes stale, and
 # reconciliation's trimming drops stale heads. So a claim never scans the queue.
-WINDOW = MAX_SKIP
+WINDOW = 50
 
 
 def envelope_job_id(raw: bytes | str) -> int | None:
@@ -55,47 +53,47 @@ def envelope_job_id(raw: bytes | str) -> int | None:
         return None
 
 
-def stale_ahead(ahead: list[int | None], is_queued: Callable[[int], bool]) -> list[int | None]:
-    """Of the messages met ahead of a claim's own (job ids, None for unreadable ones), those to
-    drop: unreadable, or their job is no longer QUEUED (deleted, or handed out already)."""
-    return [jid for jid in ahead if jid is None or not is_queued(jid)]
-
-
 # One atomic step on Redis (EVALSHA: one round trip): look at the WINDOW messages at the head (the
-# right end: kombu publishes with LPUSH and consumes with RPOP) for the job's message; take it out
-# there (LREM from the right stops at it, inside the window) and answer which jobs' messages are
-# ahead of it. Absent from the window: nothing is touched and nothing is scanned. The job id is
-# read from the envelope's `argsrepr` header (`[123]`; the body is base64), with no decoding.
+# right end: kombu publishes with LPUSH and consumes with RPOP) for the job's message and take it
+# out there (LREM from the right stops at it, inside the window). Absent from the window: nothing is
+# touched and nothing is scanned. Stale messages met on the way are left to reconciliation (telling
+# them apart would need the database, and a second round trip). The job id is read from the
+# envelope's `argsrepr` header (`[123]`; the body is base64), with no decoding.
 _REDIS_TAKE = """
 local msgs = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[2]), -1)
-local ahead = {}
 for i = #msgs, 1, -1 do
   local raw = msgs[i]
-  local jid = string.match(raw, '"argsrepr":%s*"[%[%(](%d+)')
-  if jid == ARGV[1] then
+  if string.match(raw, '"argsrepr":%s*"[%[%(](%d+)') == ARGV[1] then
     redis.call('LREM', KEYS[1], -1, raw)
-    return {1, ahead}
+    return 1
   end
-  ahead[#ahead + 1] = jid or ''
 end
-return {0, {}}
+return 0
 """
 
-# Drop the messages of these jobs (ARGV[2..]; '' = unreadable) found among the WINDOW head
-# messages: stale ones met ahead of a claim's own. Bounded like the take.
-_REDIS_DROP = """
-local msgs = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-local drop = {}
-for i = 2, #ARGV do drop[ARGV[i]] = true end
-local n = 0
-for i = #msgs, 1, -1 do
-  local raw = msgs[i]
-  if drop[string.match(raw, '"argsrepr":%s*"[%[%(](%d+)') or ''] then
-    n = n + redis.call('LREM', KEYS[1], -1, raw)
-  end
-end
-return n
-"""
+
+@functools.cache
+def _sql_head(message: Table, queue: Table) -> Select[tuple[int, str]]:
+    """The WINDOW visible rows at the head of the queue named `:queue` (kombu's order: timestamp,
+    id), id and payload. Walks kombu's (timestamp, id) index and stops after WINDOW rows. `visible`
+    is wrapped so that SQLite cannot pick kombu's index on it: with no statistics (kombu never runs
+    ANALYZE) it would, and then sort the whole queue each time (kombu's own get does)."""
+    queue_id = select(queue.c.id).where(queue.c.name == bindparam("queue")).scalar_subquery()
+    return (
+        select(message.c.id, message.c.payload)
+        .where(message.c.queue_id == queue_id, func.coalesce(message.c.visible, False).is_(True))
+        .order_by(message.c.timestamp, message.c.id)
+        .limit(WINDOW)
+    )
+
+
+@functools.cache
+def _sql_take(message: Table, queue: Table) -> Delete:
+    """The embedded broker's removal, one statement: delete the first of the head rows whose payload
+    names the job (`:pattern`); the LIKE reads at most WINDOW payloads."""
+    head = _sql_head(message, queue).subquery()
+    target = select(head.c.id).where(head.c.payload.like(bindparam("pattern"))).limit(1).scalar_subquery()
+    return delete(message).where(message.c.id == target)
 
 
 class BrokerDown(Unavailable):
@@ -193,26 +191,29 @@ class KombuMirror:
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             q = self._bound(conn, application, version)
             if conn.transport.driver_type == "redis":
-                self._remove_redis(conn.default_channel, q.name, job_id, is_queued)
+                self._remove_redis(conn.default_channel, q.name, job_id)
                 return
             if conn.transport.driver_type == "sql":
-                self._remove_sql(conn.default_channel, q.name, job_id, is_queued)
+                self._remove_sql(conn.default_channel, q.name, job_id)
                 return
-            # RabbitMQ: get from the head; a requeued message keeps its place there.
-            for _ in range(MAX_SKIP):
-                msg = q.get(no_ack=False, accept=["json"])
-                if msg is None:
-                    return
-                jid = message_job_id(msg.payload)
-                if jid == job_id:
-                    msg.ack()
-                    return
-                if jid is None or not is_queued(jid):
-                    msg.ack()  # stale: its job was deleted or handed out already
-                    continue
-                # The head is another QUEUED job this factory could not take (doctype/format): leave it.
-                msg.requeue()
-                return
+            self._remove_amqp(q, job_id, is_queued)
+
+    @staticmethod
+    def _remove_amqp(q: Queue, job_id: int, is_queued: Callable[[int], bool]) -> None:
+        """RabbitMQ: one basic.get at the head, the claim's only round trip (ack and reject are
+        asynchronous: no reply is awaited). The head goes when it is this job's message or a stale
+        one (its job deleted or handed out already); a live message of another job is handed back
+        and keeps its place. Nothing else is looked at: this job's message, when it is not at the
+        head, goes stale and is dropped when it reaches the head of a later get (a claim, a push
+        factory's worker, or reconciliation's trim), so a claim never walks the queue."""
+        msg = q.get(no_ack=False, accept=["json"])
+        if msg is None:
+            return
+        jid = message_job_id(msg.payload)
+        if jid == job_id or jid is None or not is_queued(jid):
+            msg.ack()
+        else:
+            msg.requeue()  # another QUEUED job's (one this factory may not take, or one being claimed)
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
         return self._call(lambda: self._trim(application, version, is_queued, limit))
@@ -221,6 +222,8 @@ class KombuMirror:
         dropped = 0
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             q = self._bound(conn, application, version)
+            if conn.transport.driver_type == "sql":
+                return self._trim_sql(conn.default_channel, q.name, is_queued, limit)
             while dropped < limit:
                 msg = q.get(no_ack=False, accept=["json"])
                 if msg is None:
@@ -233,6 +236,35 @@ class KombuMirror:
                 dropped += 1
         return dropped
 
+    @staticmethod
+    def _trim_sql(channel, queue: str, is_queued: Callable[[int], bool], limit: int) -> int:  # type: ignore[no-untyped-def]
+        """The embedded broker: read the head rows a window at a time and delete the stale ones by
+        id, up to the first live message. Not kombu's get: it sorts the whole queue per message
+        (see `_sql_head`), and its requeue of the live message would move it to the tail."""
+        message = channel.message_cls.__table__
+        head, session = _sql_head(message, channel.queue_cls.__table__), channel.session
+        dropped = 0
+        try:
+            while dropped < limit:
+                rows = session.execute(head, {"queue": queue}).all()
+                stale, live = [], False
+                for row_id, raw in rows[: limit - dropped]:
+                    jid = envelope_job_id(raw)
+                    if jid is not None and is_queued(jid):
+                        live = True
+                        break
+                    stale.append(row_id)
+                if stale:
+                    session.execute(delete(message).where(message.c.id.in_(stale)))
+                session.commit()
+                dropped += len(stale)
+                if live or not stale or len(rows) < WINDOW:
+                    break
+        except BaseException:
+            session.rollback()
+            raise
+        return dropped
+
     def _script(self, client, name: str, src: str):  # type: ignore[no-untyped-def]
         """A registered Lua script (EVALSHA; loaded again by redis-py after a broker restart)."""
         script = self._scripts.get(name)
@@ -240,47 +272,24 @@ class KombuMirror:
             script = self._scripts[name] = client.register_script(src)
         return script
 
-    def _remove_redis(self, channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
+    def _remove_redis(self, channel, queue: str, job_id: int) -> None:  # type: ignore[no-untyped-def]
         """Redis: one script takes the message out where it is (kombu requeues at the tail on
-        Redis, so a get-and-requeue walk would reorder the queue). One round trip; a second only
-        when stale messages were met ahead of this one (dropped on the way, as before)."""
+        Redis, so a get-and-requeue walk would reorder the queue). One round trip."""
         client, key = channel.client, channel._q_for_pri(queue, 0)
-        found, ahead = self._script(client, "take", _REDIS_TAKE)(keys=[key], args=[job_id, WINDOW], client=client)
-        if not found or not ahead:
-            return
-        stale = stale_ahead([int(j) if j else None for j in ahead], is_queued)
-        if stale:
-            args = [WINDOW] + ["" if j is None else j for j in stale]
-            self._script(client, "drop", _REDIS_DROP)(keys=[key], args=args, client=client)
+        self._script(client, "take", _REDIS_TAKE)(keys=[key], args=[job_id, WINDOW], client=client)
 
     @staticmethod
-    def _remove_sql(channel, queue: str, job_id: int, is_queued: Callable[[int], bool]) -> None:  # type: ignore[no-untyped-def]
-        """kombu's SQL broker (the embedded default): read the WINDOW visible rows at the head,
-        delete this job's row and the stale ones ahead of it by id (a requeue there would insert a
-        new row at the tail). Two statements at most, whatever the queue's length."""
-        from sqlalchemy import text
-
-        model, session = channel.message_cls, channel.session
-        queue_id = channel._get_or_create(queue).id
+    def _remove_sql(channel, queue: str, job_id: int) -> None:  # type: ignore[no-untyped-def]
+        """kombu's SQL broker (the embedded default): one DELETE of this job's row among the WINDOW
+        visible rows at the head, found by the job id in the message's `argsrepr` header (no
+        decoding, no row read back, the queue's id looked up inside the statement). kombu's table
+        cannot index the payload, so the window bounds the statement; a message beyond it, or one
+        already taken, is left alone and goes stale (reconciliation trims stale heads)."""
+        session = channel.session
         if session.bind.name == "sqlite":
             session.execute(text("BEGIN IMMEDIATE TRANSACTION"))  # as kombu's own get: no lock upgrade
         try:
-            head = (
-                session.query(model.id, model.payload)
-                .filter(model.queue_id == queue_id, model.visible.is_(True))
-                .order_by(model.sent_at, model.id)
-                .limit(WINDOW)
-                .all()
-            )
-            ahead: list[tuple[object, int | None]] = []
-            for row_id, raw in head:
-                jid = envelope_job_id(raw)
-                if jid == job_id:
-                    stale = set(stale_ahead([j for _, j in ahead], is_queued))
-                    ids = [row_id] + [i for i, j in ahead if j in stale]
-                    session.query(model).filter(model.id.in_(ids)).delete(synchronize_session=False)
-                    break
-                ahead.append((row_id, jid))
+            session.execute(_sql_take(channel.message_cls.__table__, channel.queue_cls.__table__), {"queue": queue, "pattern": f'%"argsrepr": "[{job_id}]"%'})
             session.commit()
         except BaseException:
             session.rollback()

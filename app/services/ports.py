@@ -16,7 +16,8 @@ class Mirror(Protocol):
         ...
 
     def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
-        """Take this job's message off its pair's queue (dropping stale heads on the way)."""
+        """Take this job's message off its pair's queue: at most one broker round trip, never a walk
+        of the queue. A message it cannot reach goes stale; reconciliation's `trim` drops those."""
         ...
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:

@@ -43,13 +43,13 @@ test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
-## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/).
+## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/); 200 header-trickling
+## and 200 slow-reading connections against `convhub web` and `convhub serve` (tests/e2e/test_slow_clients.py).
 ## Process kills: 5,000 jobs per configuration (PostgreSQL + RabbitMQ, PostgreSQL + Redis, embedded)
 ## while web workers, the web master, Celery workers, beat, factories and `convhub serve`'s whole
 ## process group are SIGKILLed in turn (tests/soak/test_kill.py; summaries in tests/artifacts/).
-## Further soak stages (broker and database loss) are added as lines below.
 soak: install system-deps
-	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile tests/e2e/test_slow_clients.py $(PYTEST_ARGS)
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/soak/test_kill.py $(PYTEST_ARGS)
 
 ## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).

@@ -299,26 +299,16 @@ def cmd_content_release(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     s = _settings()  # fail early on bad configuration
-    # Prometheus multiprocess mode (counters summed over gunicorn workers): a directory of this
-    # server's own (one per port), emptied of the previous run's files before the workers start.
-    mp = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or s.data_dir / "prometheus" / f"web-{args.port}").resolve()
-    mp.mkdir(parents=True, exist_ok=True)
-    for stale in mp.glob("*.db"):
-        stale.unlink(missing_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mp)
-    argv = [
-        sys.executable, "-m", "gunicorn",
-        "-c", "python:app.web.gunicorn_conf",
-        "--bind", f"{args.host}:{args.port}",
-        "--workers", str(args.workers),
-        "--threads", str(args.threads),
-        "--worker-class", "gthread",
-        "--timeout", "300",
-        "--graceful-timeout", "20",
-        "--access-logfile", "-" if args.access_log else "/dev/null",
-        "app.web.wsgi:make_app()",
-    ]
-    os.execv(sys.executable, argv)
+    from app.web.serving import prepare_metrics_dir, web_argv
+    from app.web.wsgi import MASTER_PID_ENV, THREADS_ENV
+
+    # Prometheus multiprocess mode (counters summed over the workers): a directory of this server's
+    # own (one per port), emptied of the previous run's files before the workers start.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(s, args.port))
+    os.environ[MASTER_PID_ENV] = str(os.getpid())  # granian's master after the exec below
+    os.environ[THREADS_ENV] = str(args.threads)
+    argv = web_argv(args.host, args.port, workers=args.workers, threads=args.threads, access_log=args.access_log)
+    os.execv(argv[0], argv)
     return 0  # pragma: no cover
 
 
@@ -426,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--factory-concurrency", type=int, default=1, help="the local factory's conversion slots")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("web", help="the web server (gunicorn)")
+    sp = sub.add_parser("web", help="the web server (granian, WSGI)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--workers", type=int, default=2)

@@ -2,7 +2,7 @@
 
 Counters and histograms live here; gauges of jobs by state are computed from the database at
 scrape time (the database is the truth, and every web process would report the same numbers).
-Under gunicorn set PROMETHEUS_MULTIPROC_DIR (convhub web does) so counters add up across workers.
+With several web workers set PROMETHEUS_MULTIPROC_DIR (convhub web does) so counters add up across workers.
 Labels carry only application/version and outcomes: no client names, no job data.
 Totals of events that happen in Celery workers (expired leases, failed callbacks) live in the
 database's `counters` table and are exported by the web's database collector.

@@ -42,15 +42,21 @@ class _Running:
     restarts: int = 0
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (PR_SET_PDEATHSIG); no-op
+    elsewhere."""
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return
     try:
         libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    die_with_parent(signal.SIGTERM)
 
 
 class Supervisor:

@@ -60,8 +60,7 @@ def main() -> None:
     doc = os.urandom(max_bytes)
     mib = 1024 * 1024
     try:
-        port = int(proc.stdout.readline())  # type: ignore[union-attr]
-        pid = proc.pid
+        port, pid = st.ready()
         small(port, "getContentConvertCounts", "")  # warm-up: imports, auth cache, first connection
         time.sleep(0.5)
         idle = status(pid)["VmRSS"]
@@ -114,7 +113,7 @@ def main() -> None:
     res = {
         "document_mib": n,
         "database": db_url.split(":", 1)[0],
-        "server": "werkzeug threaded, subprocess",
+        "server": st.label,
         "idle_rss_mib": round(idle / mib, 1),
         "upload_peak_over_idle_mib": round((upload_peak - idle) / mib, 1),
         "upload_request_bytes": length,

@@ -1,10 +1,11 @@
 """Peak server memory for one jobs.poll and one jobs.finish of an N MiB document.
 
-Runs the real WSGI app (werkzeug, threaded) in a subprocess, submits an N MiB job through the
+Runs the real WSGI app in a subprocess (werkzeug, threaded; or, with --server web, `convhub web
+--workers 1` under granian, measuring its one worker), submits an N MiB job through the
 services, then for each call resets the server's peak RSS (/proc/PID/clear_refs = 5) and reads
 VmHWM afterwards. The client streams both ways, so only the server's memory is measured.
 
-    .venv/bin/python bench/bench_xmlrpc.py [--mib 100] [--database-url URL]
+    .venv/bin/python bench/bench_xmlrpc.py [--mib 100] [--database-url URL] [--server werkzeug|web]
 
 Prints the numbers and writes bench/results/xmlrpc.json. Target: peak - idle < 4 x N MiB.
 """
@@ -92,6 +93,38 @@ class Stage:
     rt: Any
     cid: int
     proc: subprocess.Popen  # type: ignore[type-arg]
+    server: str = "werkzeug"
+    web_port: int = 0
+
+    def ready(self) -> tuple[int, int]:
+        """(port, pid of the process that serves) once the server answers."""
+        if self.server == "werkzeug":
+            return int(self.proc.stdout.readline()), self.proc.pid  # type: ignore[union-attr]
+        import urllib.request
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        kids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == self.proc.pid]
+        assert len(kids) == 1, kids  # granian's one worker
+        return self.web_port, kids[0]
+
+    @property
+    def label(self) -> str:
+        return "werkzeug threaded, subprocess" if self.server == "werkzeug" else "convhub web (granian, 1 worker x 8 threads)"
+
+
+def _ppid(p: Path) -> int:
+    try:
+        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def stage(description: str) -> Stage:
@@ -100,6 +133,7 @@ def stage(description: str) -> Stage:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--mib", type=int, default=100)
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--server", choices=["werkzeug", "web"], default="werkzeug")
     args = ap.parse_args()
     n = args.mib
     tmp = Path(tempfile.mkdtemp(prefix="convhub-bench-"))
@@ -122,6 +156,15 @@ def stage(description: str) -> Stage:
         "Settings(data_dir=data, database_url=sys.argv[2])",
         f"Settings(data_dir=data, database_url=sys.argv[2], max_document_bytes={max_bytes})",
     )
+    if args.server == "web":
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env.update(CONVHUB_DATA_DIR=str(tmp), CONVHUB_DATABASE_URL=db_url, CONVHUB_MAX_DOCUMENT_BYTES=str(max_bytes))
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "1"], env=env)
+        return Stage(n, tmp, db_url, rt, cid, proc, "web", port)
     proc = subprocess.Popen([sys.executable, "-c", server_code, str(tmp), db_url], stdout=subprocess.PIPE, env=env)
     return Stage(n, tmp, db_url, rt, cid, proc)
 
@@ -134,8 +177,7 @@ def main() -> None:
     block = os.urandom(1 << 20)
     submit_job(rt, st.cid, block * n, fmt="pdf")
     try:
-        port = int(proc.stdout.readline())  # type: ignore[union-attr]
-        pid = proc.pid
+        port, pid = st.ready()
         body = xml_call("system.listMethods")
         call(port, [body], len(body))  # warm-up: imports, auth cache, first connection
         time.sleep(0.5)
@@ -174,7 +216,7 @@ def main() -> None:
     res = {
         "document_mib": n,
         "database": db_url.split(":", 1)[0],
-        "server": "werkzeug threaded, subprocess",
+        "server": st.label,
         "idle_rss_mib": round(idle / mib, 1),
         "poll_peak_rss_mib": round(poll_peak / mib, 1),
         "poll_peak_over_idle_mib": round((poll_peak - idle) / mib, 1),

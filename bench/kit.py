@@ -113,8 +113,8 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 
 def web_argv(data_dir: Path, port: int, workers: int = 2, threads: int = 8) -> tuple[list[str], str]:
-    """Exactly the gunicorn command line `convhub web` execs (captured from app.cli.cmd_web), and
-    the PROMETHEUS_MULTIPROC_DIR it sets for it."""
+    """Exactly the command line `convhub web` execs (granian, captured from app.cli.cmd_web; the
+    app target is its last element, see `set_target`), and the PROMETHEUS_MULTIPROC_DIR it sets."""
     import argparse
 
     from app import cli
@@ -136,6 +136,20 @@ def web_argv(data_dir: Path, port: int, workers: int = 2, threads: int = 8) -> t
         os.environ.clear()
         os.environ.update(saved)
     return captured, mp_dir
+
+
+def set_target(argv: list[str], target: str) -> list[str]:
+    """`convhub web`'s argv serving another app: "module:name" (a WSGI app) or "module:name()" (a
+    factory that returns one)."""
+    out = [a for a in argv[:-1] if a != "--factory"]
+    if target.endswith("()"):
+        return out + ["--factory", target[:-2]]
+    return out + [target]
+
+
+def target_of(argv: list[str]) -> str:
+    """The app target of an argv made by `set_target`, in its "module:name" / "module:name()" form."""
+    return argv[-1] + ("()" if "--factory" in argv else "")
 
 
 @dataclass

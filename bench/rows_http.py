@@ -26,7 +26,9 @@ from kit import (
     python,
     run_clients,
     scratch_pg,
+    set_target,
     start_server,
+    target_of,
     tmpdir,
     web_argv,
 )
@@ -168,11 +170,11 @@ srv.serve_forever()
 
 
 def stack_ping(seconds: float) -> list[float]:
-    """Latencies of the trivial ping under `convhub web`'s gunicorn, 8 keep-alive clients."""
+    """Latencies of the trivial ping under `convhub web`'s serving stack, 8 keep-alive clients."""
     with tmpdir() as tmp:
         port = free_port()
         argv, mp_dir = web_argv(tmp, port)
-        argv[-1] = "wsgi_apps:ping"
+        argv = set_target(argv, "wsgi_apps:ping")
         srv = start_server(argv, port, bench_env(PROMETHEUS_MULTIPROC_DIR=mp_dir))
         try:
             warm(port, xml_call("ping"), "")
@@ -196,7 +198,7 @@ def ceilings(seconds: float, ctx: dict[str, Any]) -> list[Row]:
                     {"calls/s": ctx["stdlib_ping"], "p50_ms": ms(pct(lat, .5)), "p99_ms": ms(pct(lat, .99))}))
     lat = stack_ping(seconds)
     ctx["stack_ping"] = len(lat) / seconds
-    rows.append(Row("ceilings", "trivial WSGI ping, `convhub web` gunicorn (gthread 2x8), keep-alive, 8 clients",
+    rows.append(Row("ceilings", "trivial WSGI ping, `convhub web` granian (2x8), keep-alive, 8 clients",
                     {"calls/s": ctx["stack_ping"], "p50_ms": ms(pct(lat, .5)), "p99_ms": ms(pct(lat, .99))}))
     return rows
 
@@ -290,7 +292,7 @@ def start_counted(tmp: Path, env: dict[str, str], argv_edit: Any = None) -> tupl
     count_dir = tmp / f"counts-{port}"
     count_dir.mkdir()
     argv, mp_dir = web_argv(tmp, port)
-    argv[-1] = "wsgi_apps:counted()"
+    argv = set_target(argv, "wsgi_apps:counted()")
     if argv_edit:
         argv = argv_edit(argv, port)
     srv = start_server(argv, port, bench_env(**env, PROMETHEUS_MULTIPROC_DIR=mp_dir, CONVHUB_BENCH_COUNT_DIR=str(count_dir),
@@ -366,31 +368,24 @@ def dispatch(seconds: float, backlog: int, ctx: dict[str, Any], lead: float = 4.
 
 
 def _gunicorn(worker_class: str, workers: int, threads: int = 1, extra: tuple[str, ...] = ()) -> Any:
+    """gunicorn (bench extras) as `convhub web` ran it before granian: same timeouts, no config file."""
     def edit(argv: list[str], port: int) -> list[str]:
-        out = list(argv)
-        out[out.index("--worker-class") + 1] = worker_class
-        out[out.index("--workers") + 1] = str(workers)
-        out[out.index("--threads") + 1] = str(threads)
-        return out[:-1] + list(extra) + out[-1:]
+        return [python(), "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                "--threads", str(threads), "--worker-class", worker_class, "--timeout", "300", "--graceful-timeout", "20",
+                "--access-logfile", "/dev/null", *extra, target_of(argv)]
     return edit
 
 
-def _granian(argv: list[str], port: int) -> list[str]:
-    target = "wsgi_apps:ping" if argv[-1] == "wsgi_apps:ping" else "wsgi_apps:counted"
-    return [python(), "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-            "--blocking-threads", "8", "--no-ws", "--log-level", "warning", *(["--factory"] if target.endswith("counted") else []), target]
-
-
 def _waitress(argv: list[str], port: int) -> list[str]:
-    target = ["wsgi_apps:ping"] if argv[-1] == "wsgi_apps:ping" else ["--call", "wsgi_apps:counted"]
+    target = ["wsgi_apps:ping"] if target_of(argv) == "wsgi_apps:ping" else ["--call", "wsgi_apps:counted"]
     return [python(), "-m", "waitress", "--listen", f"127.0.0.1:{port}", "--threads", "8", *target]
 
 
 SERVERS: list[tuple[str, Any]] = [
-    ("gunicorn gthread 2x8 (today)", None),
+    ("convhub web: granian wsgi 2x8 (chosen)", None),
+    ("gunicorn gthread 2x8 (before)", _gunicorn("gthread", 2, 8)),
     ("gunicorn sync 4", _gunicorn("sync", 4)),
     ("gunicorn gevent 2x100", _gunicorn("gevent", 2, extra=("--worker-connections", "100"))),
-    ("granian wsgi 2x8", _granian),
     ("waitress 1x8", _waitress),
 ]
 
@@ -407,7 +402,7 @@ def serving(seconds: float, ctx: dict[str, Any]) -> list[Row]:
                     if app == "ping":
                         port = free_port()
                         argv, mp_dir = web_argv(tmp, port)
-                        argv[-1] = "wsgi_apps:ping"
+                        argv = set_target(argv, "wsgi_apps:ping")
                         srv = start_server(edit(argv, port) if edit else argv, port, bench_env(PROMETHEUS_MULTIPROC_DIR=mp_dir), log=tmp / "serving.log")
                         body = xml_call("ping")
                     else:

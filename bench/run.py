@@ -8,7 +8,7 @@ Groups: ceilings, dispatch, claims, scale, serving. The ceilings run first: the 
 reported as ratios of them. Each row names its target from issue 14's "Targets" and whether this run
 met it; nothing is asserted (a benchmark reports, it never fails the build). Services: PostgreSQL
 127.0.0.1:5432, Redis (CONVHUB_BENCH_REDIS_URL, default db 13), RabbitMQ (CONVHUB_BENCH_AMQP_URL).
-pgqueuer, granian, waitress and gevent come from bench/requirements-extra.txt, installed by `make
+pgqueuer, gunicorn, waitress and gevent come from bench/requirements-extra.txt, installed by `make
 bench` into bench/.extra (never into the product's environment); rows whose package is missing say so.
 """
 

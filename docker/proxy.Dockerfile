@@ -1,6 +1,6 @@
 # The buffering proxy in front of the web replicas: nginx from Debian's packages. It takes whole
 # request bodies before it opens an upstream connection and whole responses before it hands the
-# connection back, so slow clients hold no gunicorn worker.
+# connection back, so slow clients hold no thread of a web replica.
 # Build from docker/:  podman build -f proxy.Dockerfile -t convhub-proxy .
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}

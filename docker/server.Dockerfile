@@ -1,4 +1,4 @@
-# convhub server image: web (gunicorn), Celery worker, beat, Flower and the operator CLI.
+# convhub server image: web (granian), Celery worker, beat, Flower and the operator CLI.
 # Build from the repository root:  docker build -f docker/server.Dockerfile -t convhub-server .
 # BASE is any Debian bookworm image; bookworm's python3 is 3.11, as convhub requires. Where no
 # registry is reachable, scripts/make-base-image.sh makes localhost/convhub-base:bookworm by
@@ -41,4 +41,4 @@ VOLUME ["/var/lib/convhub"]
 EXPOSE 8080 5555
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
-CMD ["convhub", "web", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]
+CMD ["convhub", "web", "--host", "0.0.0.0", "--port", "8080", "--workers", "2", "--threads", "8"]

@@ -2,8 +2,11 @@
 
 Two kinds of numbers:
 - counters and histograms of app/metrics.py (and the HTTP counter below), kept per process. Under
-  gunicorn, PROMETHEUS_MULTIPROC_DIR is set (`convhub web` does it) and every worker writes them
-  to files there; a scrape of any worker adds up all of them with MultiProcessCollector.
+  `convhub web` (granian, several worker processes) PROMETHEUS_MULTIPROC_DIR is set and every
+  worker writes them to files there; a scrape of any worker adds up all of them with
+  MultiProcessCollector. A dead worker's counter files stay (totals never go down); live-gauge
+  files of processes that are gone are dropped at each scrape (`reap_dead`), since granian has no
+  hook for a worker's exit.
 - gauges derived from the database (jobs by state and pair, oldest QUEUED age, active factories),
   computed at scrape time by the one process that serves the scrape. They are never written to
   the multiprocess files, so they are reported once, not once per worker.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -190,5 +194,27 @@ def build_registry(rt: Runtime) -> CollectorRegistry:
     return registry
 
 
+def reap_dead(path: str) -> list[int]:
+    """Mark dead (prometheus_client's `mark_process_dead`) every process with live-gauge files in
+    `path` that no longer exists; returns their pids. convhub defines no live gauges today: this
+    keeps a future one correct after a worker is killed and respawned."""
+    from prometheus_client import multiprocess
+
+    gone = []
+    for pid in sorted({int(p.stem.rsplit("_", 1)[-1]) for p in Path(path).glob("gauge_live*_*.db")
+                       if p.stem.rsplit("_", 1)[-1].isdigit()}):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, path)
+            gone.append(pid)
+        except PermissionError:  # alive, someone else's
+            pass
+    return gone
+
+
 def render(registry: CollectorRegistry) -> bytes:
+    mp = multiprocess_dir()
+    if mp:
+        reap_dead(mp)
     return generate_latest(registry)

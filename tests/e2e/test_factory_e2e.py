@@ -1,7 +1,7 @@
 """The reference factory end to end with real processes, as a new user runs them.
 
 One server for the module: `convhub db upgrade`, `clients add`, `factories add`, then `convhub web`
-(gunicorn, 1 worker), `convhub beat` and `convhub worker --pool threads` as subprocesses on the
+(granian, 1 worker), `convhub beat` and `convhub worker --pool threads` as subprocesses on the
 embedded default (SQLite + kombu's SQLite broker in CONVHUB_DATA_DIR), with a 5 s lease and a 1 s
 reclaim interval. Factories are `convhub factory run` / `convhub factory celery` subprocesses:
 

@@ -1,4 +1,4 @@
-"""`convhub serve` keeps its children alive: kill -9 the Celery worker or the web server (the gunicorn
+"""`convhub serve` keeps its children alive: kill -9 the Celery worker or the web server (granian's
 master) and the supervisor restarts it while the rest keeps serving; SIGTERM still stops everything.
 """
 
@@ -56,16 +56,16 @@ def served(tmp_path):  # type: ignore[no-untyped-def]
 def test_a_killed_worker_and_a_killed_web_server_are_restarted(served):
     base, proc, log_path = served
     worker = wait_for(lambda: child(proc.pid, "app.cli worker"), 30, "the worker child")
-    web = wait_for(lambda: child(proc.pid, "gunicorn"), 30, "the web child")
+    web = wait_for(lambda: child(proc.pid, "granian"), 30, "the web child")
 
     os.kill(worker, signal.SIGKILL)
     new_worker = wait_for(lambda: (p := child(proc.pid, "app.cli worker")) not in (None, worker) and p, 30, "a new worker")
     assert proc.poll() is None
     assert _get(base + "/healthz")[0] == 200  # the web server was never stopped
-    assert child(proc.pid, "gunicorn") == web
+    assert child(proc.pid, "granian") == web
 
     os.kill(web, signal.SIGKILL)
-    wait_for(lambda: (p := child(proc.pid, "gunicorn")) not in (None, web) and p, 30, "a new web server")
+    wait_for(lambda: (p := child(proc.pid, "granian")) not in (None, web) and p, 30, "a new web server")
     wait_for(lambda: _get(base + "/healthz")[0] == 200, 60, "healthz after the web restart")
     assert proc.poll() is None
     assert child(proc.pid, "app.cli worker") == new_worker  # the worker was left alone

@@ -1,4 +1,4 @@
-"""The multi-process topology on real sockets: `convhub web` (gunicorn, 2 workers), 2 Celery
+"""The multi-process topology on real sockets: `convhub web` (granian, 2 workers), 2 Celery
 workers, 1 beat, 8 factory processes (a fast fake converter speaking XML-RPC), N jobs submitted
 over SOAP. Every job must end COMPLETE exactly once, and the counts over SOAP must agree with the
 database. Runs on PostgreSQL + RabbitMQ, then PostgreSQL + Redis.
@@ -110,7 +110,7 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
             return requests.get(base + "/healthz", timeout=2).ok
 
         wait_for(
-            web_up, 40, "web to come up", interval=0.2,
+            web_up, 90, "web to come up", interval=0.2,
             ignore=(requests.RequestException,), details=lambda: procs.tail("web"),
         )
         for i in range(1, FACTORIES + 1):
@@ -205,7 +205,7 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
         )
         assert busy >= 2  # the work was really shared
 
-        # Results over SOAP through gunicorn (answered by the streaming layer): what the factory sent.
+        # Results over SOAP through the web server (answered by the streaming layer): what the factory sent.
         with requests.Session() as s:
             for job_id in job_ids[:5]:
                 res = _soap(s, base, "getContentConvertResult", jobId=str(job_id))
@@ -213,7 +213,7 @@ def _run_topology(tmp_path: Path, make_runtime, db_url: str, broker_url: str) ->
                     guid = db.scalar(select(Job.guid).where(Job.id == job_id))
                 body = b"".join(base64.b64decode(c.text or "") for c in _local(res, "content"))
                 assert body == b"%PDF-1.4 fake result for " + (guid or "").encode()
-            # A 3 MiB upload through gunicorn (spooled and stored by the streaming layer), intact.
+            # A 3 MiB upload through the web server (spooled and stored by the streaming layer), intact.
             big = os.urandom(3 * 1024 * 1024)
             step = 1024 * 1024
             parts = "".join(f"<content>{base64.b64encode(big[i : i + step]).decode()}</content>" for i in range(0, len(big), step))

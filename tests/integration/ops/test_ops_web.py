@@ -1,4 +1,4 @@
-"""`convhub web` under gunicorn with 2 workers: counters add up across workers (Prometheus
+"""`convhub web` (granian) with 2 worker processes: counters add up across workers (Prometheus
 multiprocess mode), the database gauges are reported once, and the request log goes to stderr."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _samples(text: str) -> dict[str, dict[tuple, float]]:
     return out
 
 
-def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path, make_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_add_up_across_web_workers(tmp_path: Path, make_runtime) -> None:  # type: ignore[no-untyped-def]
     db_url = sqlite_db(tmp_path)
     broker_url = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
     rt = make_runtime(database_url=db_url, broker_url=broker_url)
@@ -49,7 +49,7 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path, make_runtime) ->
     try:
         # Waiting on /metrics, not /healthz: a start-up probe that times out on the client may still be
         # counted by the server, so the healthz count below is exactly the 40 requests sent.
-        _until(lambda: requests.get(f"{base}/metrics", timeout=2).ok, 30, "gunicorn to serve", [log])
+        _until(lambda: requests.get(f"{base}/metrics", timeout=2).ok, 30, "the web server to serve", [log])
         served = 0
         for _ in range(40):
             with requests.Session() as s:  # a new connection each: spread over both workers

@@ -1,0 +1,70 @@
+"""How `convhub web` runs the WSGI app: granian, chosen by measurement (docs/benchmarks.md, "The
+serving stack"), with the production settings of docs/operations.md.
+
+granian's HTTP side is Rust (tokio/hyper): it reads request headers and bodies and writes responses
+without holding a Python thread, so connections that trickle their headers or read their answer
+slowly cost a socket, not one of the `threads` that run the app. What each flag guards:
+
+- `--respawn-failed-workers`: a worker that dies (kill -9, OOM) is started again by the master;
+- `--http 1`: the header-read timeout below applies to HTTP/1 only, so no HTTP/2 prior-knowledge
+  connection can hold a connection open without it (factories and SOAP clients speak HTTP/1.1);
+- `--http1-header-read-timeout`: a connection that has not sent a whole request head within it is
+  closed; on a kept-alive connection the same clock runs from the previous response, so it is also
+  the idle keep-alive timeout;
+- `--workers-kill-timeout`: a worker that does not stop within it after SIGTERM is killed;
+- `--backpressure`: requests in progress per worker beyond which granian stops accepting.
+
+Prometheus multiprocess mode: granian has no hook for a worker's exit (gunicorn's child_exit), so
+the directory is emptied when the server starts and `app.web.metrics_view` drops the live-gauge files
+of processes that no longer exist at each scrape; convhub's own multiprocess metrics are counters and
+histograms, whose files must outlive a dead worker so that totals never go down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from app.config import Settings
+
+HEADER_READ_TIMEOUT_MS = 15_000
+WORKERS_KILL_TIMEOUT_S = 20
+RESPAWN_INTERVAL_S = 1.0
+BACKLOG = 2048
+
+
+def prepare_metrics_dir(settings: Settings, port: int, configured: str | None = None) -> Path:
+    """This server's Prometheus multiprocess directory (one per port unless configured), emptied of a
+    previous run's files."""
+    configured = configured if configured is not None else os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    mp = Path(configured or settings.data_dir / "prometheus" / f"web-{port}").resolve()
+    mp.mkdir(parents=True, exist_ok=True)
+    for stale in mp.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return mp
+
+
+def web_argv(host: str, port: int, *, workers: int, threads: int, access_log: bool = False,
+             header_read_timeout_ms: int = HEADER_READ_TIMEOUT_MS) -> list[str]:
+    """The granian command line of `convhub web` (the CLI's --workers/--threads map to granian's
+    worker processes and blocking threads per worker)."""
+    return [
+        sys.executable, "-m", "granian",
+        "--interface", "wsgi",
+        "--factory",
+        "--host", host,
+        "--port", str(port),
+        "--workers", str(workers),
+        "--blocking-threads", str(threads),
+        "--http", "1",
+        "--no-ws",
+        "--http1-header-read-timeout", str(header_read_timeout_ms),
+        "--backlog", str(BACKLOG),
+        "--respawn-failed-workers",
+        "--respawn-interval", str(RESPAWN_INTERVAL_S),
+        "--workers-kill-timeout", str(WORKERS_KILL_TIMEOUT_S),
+        "--log-level", "warning",
+        "--access-log" if access_log else "--no-access-log",
+        "app.web.wsgi:make_app",  # last: the benchmark swaps the target (bench/kit.py set_target)
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -340,6 +341,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     s = _settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    from app.logs import BeatOutageFilter
+
+    logging.getLogger("celery.beat").addFilter(BeatOutageFilter())
     app = _celery()
     app.start(["beat", "--loglevel", s.log_level, "--schedule", str(s.data_dir / "celerybeat-schedule"), "--pidfile="])
     return 0

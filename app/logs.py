@@ -35,3 +35,19 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+
+
+class BeatOutageFilter(logging.Filter):
+    """celery beat logs each schedule entry it could not send ("Message Error") with a dump of its
+    own stack and a traceback, every tick while the broker is away. When the cause is an outage
+    (the broker or the database unreachable), one line says which entry and why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from app.db.engine import is_outage
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_outage(exc):
+            record.msg, record.args = "%s (broker unavailable; sent again at its next time)", (str(exc),)
+            record.exc_info = None
+            record.exc_text = None
+        return True

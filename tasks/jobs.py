@@ -3,20 +3,14 @@ owns only retry/ack policy. The loops and the logging of what was done live in t
 
 from __future__ import annotations
 
-import functools
-import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
 
-from app.db.engine import is_outage
-from app.domain.errors import Unavailable
 from app.services import callbacks, maintenance
-from tasks.base import RuntimeTask
-
-log = logging.getLogger("convhub.tasks")
+from tasks.base import RuntimeTask, skip_when_unavailable
 
 SEND_CALLBACK = "convhub.send_callback"
 
@@ -82,27 +76,7 @@ TASKS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _skip_when_unavailable(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """While the database or the broker is away, a run is skipped with one warning line instead of
-    a task failure and its traceback per run: the database is the truth and the next run (beat's
-    schedule, or the callback's retry time) catches up."""
-
-    @functools.wraps(fn)
-    def run(task: RuntimeTask, *args: Any) -> Any:
-        try:
-            return fn(task, *args)
-        except Exception as exc:
-            broker = task.app.connection_for_write()  # not connected: only its error classes are read
-            if not (is_outage(exc) or isinstance(exc, (*broker.connection_errors, *broker.channel_errors))):
-                raise
-            cause = exc.__cause__ if isinstance(exc, Unavailable) else exc
-            log.warning("%s skipped: database or broker unavailable (%s)", name, (cause or exc).__class__.__name__)
-            return None
-
-    return run
-
-
 def register(app: Celery) -> None:
     """Register the tasks on `app` only (not shared: other apps in the process are untouched)."""
     for name, fn in TASKS.items():
-        app.task(name=name, bind=True, base=RuntimeTask, ignore_result=True, shared=False)(_skip_when_unavailable(name, fn))
+        app.task(name=name, bind=True, base=RuntimeTask, ignore_result=True, shared=False)(skip_when_unavailable(fn))

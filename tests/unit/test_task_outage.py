@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,11 +16,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from app.domain.errors import Unavailable
 from app.logs import BeatOutageFilter
-from tasks.jobs import _skip_when_unavailable
+from tasks.base import skip_when_unavailable
 
 
 def _task() -> SimpleNamespace:
-    return SimpleNamespace(app=Celery("t", broker="memory://", set_as_current=False))
+    return SimpleNamespace(name="convhub.reconcile", app=Celery("t", broker="memory://", set_as_current=False))
 
 
 @pytest.mark.parametrize(
@@ -32,9 +33,18 @@ def test_a_run_during_an_outage_is_skipped_with_one_line(exc, caplog):
         raise exc
 
     with caplog.at_level(logging.WARNING, logger="convhub.tasks"):
-        assert _skip_when_unavailable("convhub.reconcile", run)(_task()) is None
+        assert skip_when_unavailable(run)(_task()) is None
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["convhub.reconcile skipped: database or broker unavailable"]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_every_periodic_task_is_skipped_not_failed_during_an_outage():
+    from app.config import Settings
+    from tasks.celery_app import make_celery
+
+    app = make_celery(Settings(data_dir=Path("var"), database_url="sqlite:///x.db", broker_url="memory://"))
+    periodic = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert periodic and all(getattr(app.tasks[name].run, "__wrapped__", None) for name in periodic), periodic
 
 
 def test_a_bug_still_fails_the_task():
@@ -42,7 +52,7 @@ def test_a_bug_still_fails_the_task():
         raise KeyError("bug")
 
     with pytest.raises(KeyError):
-        _skip_when_unavailable("convhub.reconcile", run)(_task())
+        skip_when_unavailable(run)(_task())
 
 
 def _beat_record(cause: BaseException) -> logging.LogRecord:

@@ -15,7 +15,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from app.domain.errors import Unavailable
-from app.logs import BeatOutageFilter
+from app.logs import CeleryOutageFilter
 from tasks.base import skip_when_unavailable
 
 
@@ -73,15 +73,42 @@ def _beat_record(cause: BaseException) -> logging.LogRecord:
 
 def test_beat_logs_an_entry_it_could_not_send_in_one_line():
     record = _beat_record(KombuOperationalError("[Errno 111] Connection refused"))
-    assert BeatOutageFilter().filter(record)
+    assert CeleryOutageFilter().filter(record)
     assert record.exc_info is None
     assert record.getMessage() == (
-        "Couldn't apply scheduled task reclaim-expired-leases: [Errno 111] Connection refused "
+        "Couldn't apply scheduled task reclaim-expired-leases: OperationalError: [Errno 111] Connection refused "
         "(broker unavailable; sent again at its next time)"
     )
 
 
+def test_a_full_disk_under_the_embedded_broker_is_one_line_without_sql():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    full = OperationalError("INSERT INTO kombu_message (queue_id, visible) VALUES (?, ?)", (1, None),
+                            sqlite3.OperationalError("database or disk is full"))
+    record = _beat_record(full)
+    assert CeleryOutageFilter().filter(record)
+    message = record.getMessage()
+    assert record.exc_info is None and "\n" not in message and "INSERT" not in message, message
+    assert "database or disk is full" in message
+
+
+def test_the_consumer_reconnection_back_off_has_no_traceback():
+    from billiard.exceptions import RestartFreqExceeded
+
+    try:
+        raise RestartFreqExceeded("5 in 1s")
+    except RestartFreqExceeded:
+        info = sys.exc_info()
+    record = logging.LogRecord("celery.worker.consumer.consumer", logging.CRITICAL, __file__, 1,
+                               "Frequent restarts detected: %r", (info[1],), info)
+    assert CeleryOutageFilter().filter(record)
+    assert record.exc_info is None and record.getMessage() == "Frequent restarts detected: RestartFreqExceeded('5 in 1s')"
+
+
 def test_beat_keeps_the_traceback_of_anything_else():
     record = _beat_record(KeyError("bug"))
-    assert BeatOutageFilter().filter(record)
+    assert CeleryOutageFilter().filter(record)
     assert record.exc_info is not None

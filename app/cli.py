@@ -7,6 +7,7 @@ that installed convhub without the `server` extra.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -297,11 +298,25 @@ def cmd_content_release(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- processes
 
 
+def metrics_dir(data_dir: Path, port: int, shm: Path = Path("/dev/shm")) -> Path:
+    """Where the gunicorn workers keep their metric files: in shared memory when the host has it,
+    named after this server's data directory and port; else under the data directory.
+
+    prometheus_client maps those files into memory and grows them sparsely (truncate, then write
+    through the map): on a full disk the first write to a new page is a SIGBUS that kills the
+    worker in the middle of its requests. Kept off the data disk, a full data disk costs clear
+    errors, not workers."""
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        return shm / f"convhub-prometheus-{os.getuid()}" / f"{tag}-web-{port}"
+    return data_dir / "prometheus" / f"web-{port}"
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     s = _settings()  # fail early on bad configuration
     # Prometheus multiprocess mode (counters summed over gunicorn workers): a directory of this
     # server's own (one per port), emptied of the previous run's files before the workers start.
-    mp = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or s.data_dir / "prometheus" / f"web-{args.port}").resolve()
+    mp = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or metrics_dir(s.data_dir, args.port)).resolve()
     mp.mkdir(parents=True, exist_ok=True)
     for stale in mp.glob("*.db"):
         stale.unlink(missing_ok=True)

@@ -37,3 +37,13 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     server.cfg.set("control_socket", str(path))
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """Metric files in shared memory (app.cli.metrics_dir) hold RAM until the host reboots: this run's
+    are removed when it stops (they would be emptied at the next start anyway)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if "/convhub-prometheus-" in path:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)

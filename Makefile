@@ -44,9 +44,12 @@ test: install system-deps
 
 ## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
 ## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/).
-## Further soak stages (process kills, broker and database loss) are added as lines below.
+## Broker and database loss (tests/soak/test_loss.py, private service instances): Redis and RabbitMQ
+## restarted 4 times each, PostgreSQL stopped 20 s, the embedded default's data disk filled; figures in
+## tests/artifacts/soak-loss-*.json. Further soak stages are added as lines below.
 soak: install system-deps
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/soak/test_loss.py $(PYTEST_ARGS)
 
 ## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).
 ## Extra packages (pgqueuer, granian, ...) go to bench/.extra only, pinned in bench/requirements-extra.txt.

@@ -48,9 +48,13 @@ test: install system-deps
 ## Process kills: 5,000 jobs per configuration (PostgreSQL + RabbitMQ, PostgreSQL + Redis, embedded)
 ## while web workers, the web master, Celery workers, beat, factories and `convhub serve`'s whole
 ## process group are SIGKILLed in turn (tests/soak/test_kill.py; summaries in tests/artifacts/).
+## Broker and database loss (tests/soak/test_loss.py, private service instances): Redis and RabbitMQ
+## restarted 4 times each, PostgreSQL stopped 20 s, the embedded default's data disk filled; figures in
+## tests/artifacts/soak-loss-*.json.
 soak: install system-deps
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile tests/e2e/test_slow_clients.py $(PYTEST_ARGS)
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/soak/test_kill.py $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/soak/test_loss.py $(PYTEST_ARGS)
 
 ## Benchmarks: one driver, one table, bench/results/latest.json (numbers are reported, never asserted).
 ## Extra packages (pgqueuer, granian, ...) go to bench/.extra only, pinned in bench/requirements-extra.txt.

@@ -319,6 +319,9 @@ def _celery():  # type: ignore[no-untyped-def]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.logs import quiet_celery_outages
+
+    quiet_celery_outages()
     app = _celery()
     app.start(
         ["worker", "-Q", "convhub", "--loglevel", _settings().log_level, "--concurrency", str(args.concurrency),
@@ -330,6 +333,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_beat(args: argparse.Namespace) -> int:
     s = _settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    from app.logs import quiet_celery_outages
+
+    quiet_celery_outages()
     app = _celery()
     app.start(["beat", "--loglevel", s.log_level, "--schedule", str(s.data_dir / "celerybeat-schedule"), "--pidfile="])
     return 0

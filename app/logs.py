@@ -35,3 +35,32 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+
+
+class CeleryOutageFilter(logging.Filter):
+    """Celery logs its own outage errors with a traceback, every time: beat each schedule entry it
+    could not send ("Message Error", with a dump of its own stack), the worker's consumer each burst
+    of broker reconnections ("Frequent restarts detected"). When the cause is an outage (the broker
+    or the database unreachable, a full disk under the embedded broker), one line says what and why;
+    the error's SQL and parameters stay out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from app.db.engine import describe_error, is_outage
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if exc.__class__.__name__ == "RestartFreqExceeded":  # billiard's: the reconnection loop's back-off
+            record.exc_info, record.exc_text = None, None
+        elif is_outage(exc):
+            cause = exc.__cause__ or exc.__context__ or exc
+            head = str(exc).split(": ", 1)[0] if cause is not exc else exc.__class__.__name__
+            record.msg, record.args = "%s: %s (broker unavailable; sent again at its next time)", (head, describe_error(cause))
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_celery_outages() -> None:
+    """Install CeleryOutageFilter on the loggers of beat and of the worker's consumer."""
+    for name in ("celery.beat", "celery.worker.consumer.consumer"):
+        logging.getLogger(name).addFilter(CeleryOutageFilter())

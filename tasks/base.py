@@ -7,12 +7,18 @@ for worker processes through `build_worker_app`); tests attach theirs the same w
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery, Task
 
+from app.db.engine import is_outage
 from app.services.runtime import Runtime
+
+log = logging.getLogger("convhub.tasks")
 
 _ATTR = "convhub_runtime"
 _lock = threading.RLock()  # re-entered: a runtime factory attaches what it builds
@@ -44,3 +50,23 @@ class RuntimeTask(Task):
     @property
     def runtime(self) -> Runtime:
         return runtime_of(self.app)
+
+
+def skip_when_unavailable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For beat's periodic tasks: while the database or the broker is away, a run is skipped with one
+    warning line instead of a task failure and its traceback per run; the database is the truth and
+    the next run catches up. Any other error still fails the task."""
+
+    @functools.wraps(fn)
+    def run(task: Task, *args: Any) -> Any:
+        try:
+            return fn(task, *args)
+        except Exception as exc:
+            broker = task.app.connection_for_write()  # not connected: only its error classes are read
+            if not (is_outage(exc) or isinstance(exc, (*broker.connection_errors, *broker.channel_errors))):
+                raise
+            cause = exc.__cause__ or exc
+            log.warning("%s skipped: database or broker unavailable (%s)", task.name, cause.__class__.__name__)
+            return None
+
+    return run

@@ -19,7 +19,7 @@ import logging
 from celery import shared_task
 
 from app.services import comparison
-from tasks.base import RuntimeTask
+from tasks.base import RuntimeTask, skip_when_unavailable
 
 DUE_TASK = "convhub.comparisons_due"
 COMPARE_TASK = "convhub.compare"
@@ -30,6 +30,7 @@ log = logging.getLogger("convhub.tasks.comparison")
 
 
 @shared_task(name=DUE_TASK, bind=True, base=RuntimeTask, ignore_result=True)
+@skip_when_unavailable
 def comparisons_due(self: RuntimeTask) -> list[int]:
     """Send the comparison task for each comparison that is due; their ids."""
     rt = self.runtime
@@ -53,6 +54,7 @@ def compare(self: RuntimeTask, comparison_id: int) -> bool:
 
 
 @shared_task(name=RETENTION_TASK, bind=True, base=RuntimeTask, ignore_result=True)
+@skip_when_unavailable
 def retention(self: RuntimeTask) -> int:
     """Remove comparisons older than the retention period (one batch per run)."""
     rt = self.runtime

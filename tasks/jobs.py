@@ -3,12 +3,14 @@ owns only retry/ack policy. The loops and the logging of what was done live in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 
 from app.services import callbacks, maintenance
-from tasks.base import RuntimeTask
+from tasks.base import RuntimeTask, skip_when_unavailable
 
 SEND_CALLBACK = "convhub.send_callback"
 
@@ -70,7 +72,7 @@ def callbacks_due(task: RuntimeTask) -> int:
     return callbacks.send_due(rt.db, rt.now(), task.app.tasks[SEND_CALLBACK].delay)
 
 
-TASKS = {
+TASKS: dict[str, Callable[..., Any]] = {
     "convhub.reclaim": reclaim,
     "convhub.reconcile": reconcile,
     "convhub.purge_deleted": purge_deleted,
@@ -84,4 +86,4 @@ TASKS = {
 def register(app: Celery) -> None:
     """Register the tasks on `app` only (not shared: other apps in the process are untouched)."""
     for name, fn in TASKS.items():
-        app.task(name=name, bind=True, base=RuntimeTask, ignore_result=True, shared=False)(fn)
+        app.task(name=name, bind=True, base=RuntimeTask, ignore_result=True, shared=False)(skip_when_unavailable(fn))

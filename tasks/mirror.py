@@ -321,13 +321,24 @@ class KombuMirror:
         again on the broker first (not from memory): this is reconciliation's probe, and a broker
         that lost its data (Redis FLUSHDB or a restart without persistence, a deleted RabbitMQ
         queue) lost the routing too, while every process still remembers the queue as declared and
-        would publish into nothing."""
+        would publish into nothing.
 
-        def count() -> int:
+        The probe asks the broker even while the breaker is open, and closes it when the broker
+        answers: the repair starts at the first reconciliation after the broker is back, not a
+        back-off later. A pooled connection that died with the broker's restart gets one more try
+        on a new connection."""
+        try:
             with self.app.pool.acquire(block=True, timeout=5) as conn:
-                return self._declare_and_count(conn, application, version)
-
-        return self._call(count)
+                n = self._declare_and_count(conn, application, version)
+        except Exception:  # noqa: BLE001 - a dead pooled connection: ask once more on a new one
+            try:
+                with self.app.connection_for_write() as conn:
+                    n = self._declare_and_count(conn, application, version)
+            except Exception as exc:
+                self._tripped(exc)
+                raise BrokerDown(f"broker unavailable ({exc.__class__.__name__})") from exc
+        self._down_until = 0.0
+        return n
 
     def _declare_and_count(self, conn, application: str, version: str) -> int:  # type: ignore[no-untyped-def]
         q = self._declare_on_broker(conn, application, version)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from celery import shared_task
 
 from app.services import trends
-from tasks.base import RuntimeTask
+from tasks.base import RuntimeTask, skip_when_unavailable
 
 SNAPSHOT_TASK = "convhub.snapshot"
 PRUNE_TASK = "convhub.snapshot_prune"
 
 
 @shared_task(name=SNAPSHOT_TASK, bind=True, base=RuntimeTask, ignore_result=True)
+@skip_when_unavailable
 def snapshot(self: RuntimeTask) -> int:
     """Record this minute's snapshot (idempotent per minute); rows written."""
     rt = self.runtime
@@ -24,6 +25,7 @@ def snapshot(self: RuntimeTask) -> int:
 
 
 @shared_task(name=PRUNE_TASK, bind=True, base=RuntimeTask, ignore_result=True)
+@skip_when_unavailable
 def prune(self: RuntimeTask) -> int:
     """Delete snapshots older than trends.KEEP; rows deleted."""
     rt = self.runtime

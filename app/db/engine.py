@@ -74,6 +74,13 @@ class Database:
         # One-statement writes on PostgreSQL (the claim): autocommit, no BEGIN/COMMIT round trips.
         self._auto = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
         self.outage = OutageLog()
+        # The outage ends when a statement has run, not when a session closes: a session that needed
+        # no SQL (an answer from a cache) ended it falsely, and the next failure logged a new
+        # "database unavailable" warning, once per request instead of once per outage.
+        event.listen(self.engine, "after_cursor_execute", self._statement_ran)
+
+    def _statement_ran(self, *_: object) -> None:
+        self.outage.ok()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -81,7 +88,6 @@ class Database:
         with self._translate_errors():
             with self._write() as s, s.begin():
                 yield s
-        self.outage.ok()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -90,7 +96,6 @@ class Database:
             with self._read() as s, s.begin():
                 yield s
                 s.rollback()
-        self.outage.ok()
 
     def run(
         self, fn: Callable[[Session], T], *, read: bool = False, autocommit: bool = False, may_retry: Callable[[], bool] | None = None
@@ -109,7 +114,6 @@ class Database:
             except _DeadConnection:
                 log.info("a pooled database connection was dead; running the request on a fresh one")
                 continue
-            self.outage.ok()
             return out
         raise AssertionError("unreachable")
 
@@ -127,7 +131,6 @@ class Database:
         with self._translate_errors():
             with self.engine.connect() as c:
                 c.execute(text("SELECT 1"))
-        self.outage.ok()
 
     @contextmanager
     def _translate_errors(self, *, retryable: bool = False) -> Iterator[None]:

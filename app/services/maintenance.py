@@ -150,6 +150,8 @@ def queued_ids(session: Session, pair: tuple[str, str]) -> list[int]:
     )
 
 
+RECONCILE_LOCK = "mirror_reconcile_lock"  # held (counters.try_lock) while a reconciliation runs
+
 # Stale messages dropped per pair per reconciliation at most (each costs a broker round trip).
 TRIM_LIMIT = 10_000
 
@@ -201,6 +203,11 @@ def reconcile_mirror(db: Database, mirror: Mirror, now: datetime, *, stale_after
     """Beat's reconciliation: every pair some factory serves (idle and disabled ones too, for their
     stale messages), then what the broker keeps of consumed messages."""
     with db.session() as s:
+        # One reconciliation at a time: two at once (beat's runs piled up behind a broker outage, on
+        # two worker threads) each purged and re-published the backlog, and the queue held it twice.
+        if not counters.try_lock(s, RECONCILE_LOCK):
+            log.info("mirror: another reconciliation is running; this one is skipped")
+            return {}
         repaired = reconcile(s, mirror, now, stale_after=stale_after, known_pairs=admin.served_pairs(s, include_disabled=True))
     if repaired:
         log.warning("mirror reconciled: %s", repaired)

@@ -22,6 +22,7 @@ histograms, whose files must outlive a dead worker so that totals never go down.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -34,11 +35,26 @@ RESPAWN_INTERVAL_S = 1.0
 BACKLOG = 2048
 
 
+def metrics_dir(data_dir: Path, port: int, shm: Path = Path("/dev/shm")) -> Path:
+    """Where the web workers keep their metric files: in shared memory when the host has it, named
+    after this server's data directory and port; else under the data directory.
+
+    prometheus_client maps those files into memory and grows them sparsely (truncate, then write
+    through the map): on a full disk the first write to a new page is a SIGBUS that kills the
+    worker in the middle of its requests. Kept off the data disk, a full data disk costs clear
+    errors, not workers. (A stopped server's files stay there, a few pages per worker, until the
+    same data directory and port start again and empty them.)"""
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        return shm / f"convhub-prometheus-{os.getuid()}" / f"{tag}-web-{port}"
+    return data_dir / "prometheus" / f"web-{port}"
+
+
 def prepare_metrics_dir(settings: Settings, port: int, configured: str | None = None) -> Path:
     """This server's Prometheus multiprocess directory (one per port unless configured), emptied of a
     previous run's files."""
     configured = configured if configured is not None else os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    mp = Path(configured or settings.data_dir / "prometheus" / f"web-{port}").resolve()
+    mp = Path(configured or metrics_dir(settings.data_dir, port)).resolve()
     mp.mkdir(parents=True, exist_ok=True)
     for stale in mp.glob("*.db"):
         stale.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.web.serving import metrics_dir
 from tests.conftest import add_client, add_factory, free_port, sqlite_db, submit_job, wait_for
 from tests.integration.ops.test_ops_flower import ROOT, _env, _stop, _until
 
@@ -55,7 +56,7 @@ def test_metrics_add_up_across_web_workers(tmp_path: Path, make_runtime) -> None
             with requests.Session() as s:  # a new connection each: spread over both workers
                 assert s.get(f"{base}/healthz", timeout=5).status_code == 200
             served += 1
-        mp = tmp_path / "var" / "prometheus" / f"web-{port}"
+        mp = metrics_dir(tmp_path / "var", port)
         pids = {p.stem.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
         assert len(pids) >= 2, (
             f"expected files of both workers in {mp}: {sorted(p.name for p in mp.iterdir())}"

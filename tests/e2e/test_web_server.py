@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from app.web.serving import metrics_dir
 from tests.conftest import free_port, wait_for
 from tests.e2e.test_serve import CONVHUB, _env, _get
 from tests.e2e.test_serve_supervisor import children
@@ -81,16 +82,18 @@ def test_two_web_servers_on_one_host_do_not_interfere(tmp_path):
             ports.append(port)
         for base in bases:
             wait_for(lambda b=base: _get(b + "/healthz")[0] == 200, 90, "the web server")
-        # Each keeps its Prometheus files in its own data directory, one directory per port.
-        for n, port in zip((1, 2), ports, strict=True):
-            assert list((tmp_path / f"var{n}" / "prometheus" / f"web-{port}").glob("*.db"))
+        # Each keeps its Prometheus files in a directory of its own (data directory and port).
+        dirs = [metrics_dir(tmp_path / f"var{n}", port) for n, port in zip((1, 2), ports, strict=True)]
+        assert dirs[0] != dirs[1]
+        for d in dirs:
+            assert list(d.glob("*.db"))
         assert not list(home.iterdir())  # nothing shared in the home directory
 
         procs[0].send_signal(signal.SIGTERM)
         assert procs[0].wait(timeout=40) == 0
         assert _get(bases[0] + "/healthz")[0] == 0
         assert _get(bases[1] + "/healthz")[0] == 200  # the other one is untouched
-        assert list((tmp_path / "var2" / "prometheus" / f"web-{ports[1]}").glob("*.db"))
+        assert list(dirs[1].glob("*.db"))
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -273,6 +273,9 @@ def test_topology_postgres_rabbitmq(tmp_path, make_runtime, pg_url, amqp_broker_
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_topology_postgres_redis(tmp_path, make_runtime, pg_url, redis_broker_url) -> None:  # type: ignore[no-untyped-def]
+    if "CONVHUB_TOPOLOGY_JOBS" not in os.environ and os.environ.get("CONVHUB_SOAK") != "1":
+        # make test runs this topology under kills instead (tests/soak/test_kill.py, PostgreSQL + Redis)
+        pytest.skip("make topology / make soak only; make test runs the kill soak on PostgreSQL + Redis")
     t = _run_topology(tmp_path, make_runtime, pg_url, redis_broker_url)
     assert t["queue_left"] == 0
 

@@ -60,6 +60,12 @@ NS = "http://www.yospace.com/tundra/ContentService/"
 SOAP_PATH = "/cds-controller/contentService"
 RECONCILE = 2  # seconds between reconciliations (beat)
 LEASE = 5  # the shortest lease the configuration allows: an outage outlives leases
+# The full-disk stage's lease outlives the time the disk is full (10 s in the full form) and the
+# drain: there a lease must not expire because the server refused the finish. Every job of the load is
+# the same document, and leases of one document expired on 2 factories quarantine it (SPEC "Farm
+# policy"): its queued jobs end FAILED, which is the policy, not a lost job. Lease expiry during an
+# outage is the PostgreSQL stage's subject.
+DISK_LEASE = 60
 REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as a hang
 # Beat fires on its own clock and the machine is shared: the mirror must be whole within two
 # reconcile intervals of the broker's return, plus this much for scheduling.
@@ -147,6 +153,8 @@ class Load:
         self.calls: list[Call] = []
         self.accepted: list[int] = []  # job ids answered status 200
         self.finished: Counter[str] = Counter()  # GUID -> finishes the server accepted
+        self.answered_at: dict[int, float] = {}  # job id -> when its submit was answered 200 (diagnostics)
+        self.history: dict[str, list[str]] = {}  # GUID -> what each factory call about it got (diagnostics)
         self.content = ""
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -159,6 +167,10 @@ class Load:
     def _record(self, call: Call) -> None:
         with self._lock:
             self.calls.append(call)
+
+    def _note(self, guid: str, line: str) -> None:
+        with self._lock:
+            self.history.setdefault(guid, []).append(line)
 
     def calls_between(self, t0: float, t1: float) -> list[Call]:
         with self._lock:
@@ -193,6 +205,7 @@ class Load:
         if call.ok:
             with self._lock:
                 self.accepted.append(int(_tag(text, "jobId") or 0))
+                self.answered_at[self.accepted[-1]] = call.t1
         self._record(call)
         return call
 
@@ -246,9 +259,11 @@ class Load:
             time.sleep(0.2 if not call.ok else 0.05)
             return
         body = xmlrpc.client.Binary(b"%PDF-1.4 soak result for " + job["job"].encode())
+        self._note(job["job"], f"{time.monotonic():.1f} {name} poll ok")
         # Retry the finish as a real factory does, until the server takes it or says the lease is gone.
         while not self._stop.is_set():
             call, _ = self._xmlrpc(proxy, "finish", lambda: proxy.jobs.finish(name, job["job"], "pdf", body, job["lease"]))
+            self._note(job["job"], f"{call.t1:.1f} {name} finish {call.outcome} {call.detail[:80]}".rstrip())
             if call.ok:
                 with self._lock:
                     self.finished[job["job"]] += 1
@@ -287,7 +302,7 @@ class Load:
 class Stack:
     """`convhub web` (2 web workers), a Celery worker and beat as processes of this test."""
 
-    def __init__(self, tmp: Path, db_url: str, broker_url: str, data_dir: Path) -> None:
+    def __init__(self, tmp: Path, db_url: str, broker_url: str, data_dir: Path, lease: int = LEASE) -> None:
         self.tmp, self.port = tmp, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVHUB_", "PROMETHEUS_"))}
@@ -296,7 +311,7 @@ class Stack:
             CONVHUB_DATABASE_URL=db_url,
             CONVHUB_BROKER_URL=broker_url,
             CONVHUB_PUBLIC_URL=self.base,
-            CONVHUB_LEASE_SECONDS=str(LEASE),
+            CONVHUB_LEASE_SECONDS=str(lease),
             CONVHUB_RECLAIM_INTERVAL_SECONDS="1",
             CONVHUB_RECONCILE_INTERVAL_SECONDS=str(RECONCILE),
             CONVHUB_AUTH_CACHE_SECONDS="60",
@@ -404,6 +419,34 @@ class Rig:
         finally:
             eng.dispose()
 
+    def not_complete(self, accepted: list[int]) -> str:
+        """The accepted jobs that are not COMPLETE: their row and what the factories' calls about them got."""
+        eng = create_engine(self.db_url)
+        try:
+            with eng.connect() as c:
+                rows = c.execute(select(Job.id, Job.guid, Job.state, Job.attempts, Job.lease_owner, Job.lease_expires,
+                                        Job.failure_reason, Job.follows_job_id, Job.cache_key, Job.vtag)
+                                 .where(Job.id.in_(accepted), Job.state != int(JobState.COMPLETE))).all()
+        finally:
+            eng.dispose()
+        now = time.monotonic()
+        missing = sorted(set(accepted) - self._all_ids())
+        lines = [f"now={now:.1f}; accepted but not in the database: {missing[:20]}"]
+        for r in rows[:30]:
+            lines.append(f"job {r.id} answered_at={self.load.answered_at.get(r.id, 0):.1f} {r.guid} state={JobState(r.state).name} attempts={r.attempts} owner={r.lease_owner} "
+                         f"lease_expires={r.lease_expires} follows={r.follows_job_id} cache_key={r.cache_key} "
+                         f"vtag={r.vtag} failure={(r.failure_reason or '')[:120]!r}")
+            lines += [f"    {h}" for h in self.load.history.get(r.guid, ["(no factory call about it)"])[-8:]]
+        return "\n".join(lines)
+
+    def _all_ids(self) -> set[int]:
+        eng = create_engine(self.db_url)
+        try:
+            with eng.connect() as c:
+                return {int(i) for (i,) in c.execute(select(Job.id)).all()}
+        finally:
+            eng.dispose()
+
     def drain_and_check(self) -> dict[str, int]:
         """Stop submitting, let the factories finish everything, then check exactly-once."""
         self.load.quiesce()  # no submit in flight: every job the database holds was answered
@@ -421,7 +464,7 @@ class Rig:
                 eng.dispose()
 
         wait_for(lambda: complete() == len(accepted), 120, f"{len(accepted)} accepted jobs COMPLETE", interval=0.5,
-                 details=lambda: f"{complete()} complete\n{self.stack.tail('web')}")
+                 details=lambda: f"{complete()} complete\n{self.not_complete(accepted)}\n{self.stack.tail('web')}")
         self.load.stop()
         eng = create_engine(self.db_url)
         try:
@@ -472,7 +515,7 @@ class Rig:
 def rig(tmp_path: Path, make_runtime) -> Iterator[Callable[..., Rig]]:  # type: ignore[no-untyped-def]
     made: list[Rig] = []
 
-    def _make(db_url: str, broker_url: str, data_dir: Path) -> Rig:
+    def _make(db_url: str, broker_url: str, data_dir: Path, lease: int = LEASE) -> Rig:
         from app.db.migrate import upgrade
 
         upgrade(db_url)
@@ -481,7 +524,7 @@ def rig(tmp_path: Path, make_runtime) -> Iterator[Callable[..., Rig]]:  # type: 
         factories = [(f"soak-{i}", f"soak-factory-secret-{i}") for i in range(1, PROFILE.factories + 1)]
         for name, secret in factories:
             add_factory(rt, name=name, secret=secret, workers=(WRITER,))
-        stack = Stack(tmp_path, db_url, broker_url, data_dir)
+        stack = Stack(tmp_path, db_url, broker_url, data_dir, lease)
         r = Rig(stack, Load(stack.base, factories, PROFILE), db_url)
         made.append(r)
         stack.start()
@@ -676,7 +719,7 @@ def test_full_data_disk_on_the_embedded_default(tmp_path: Path, rig) -> None:  #
     r: Rig | None = None
     try:
         db_path = data / "convhub.db"
-        r = rig(f"sqlite:///{db_path}", f"sqla+sqlite:///{data / 'broker.db'}", data)
+        r = rig(f"sqlite:///{db_path}", f"sqla+sqlite:///{data / 'broker.db'}", data, DISK_LEASE)
         time.sleep(PROFILE.warmup_s)
         full_at = time.monotonic()
         filled = disk.fill()

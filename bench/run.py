@@ -39,13 +39,15 @@ PACKAGES = ("SQLAlchemy", "psycopg", "gunicorn", "Flask", "Werkzeug", "celery", 
             "pgqueuer", "asyncpg", "granian", "waitress", "gevent")
 
 
-# What limits a row whose target is missed (issue 14 has the py-spy profile of the web workers:
-# SQLAlchemy 51% of their CPU, psycopg 14%, gunicorn 8%, convhub's own code 7%).
+# What limits a row whose target is missed (after the Core hot path: 1 round trip per empty poll, 2 per
+# poll with a job, 1 per finish on PostgreSQL, no pre-ping).
 LIMITS = {
-    "dispatch": "per-cycle statements + pre-ping checkouts (columns stmts/checkouts) and ORM overhead in the web "
-                "workers (web_cpu_ms); issue 14 point 1 (Core hot path, 1-2 round trips per call) targets both",
-    "claims": "the poll service's probe + ORM claim + touch: several round trips and ORM work per claim, where the "
-              "raw claim is one prepared statement; issue 14 point 1",
+    "dispatch": "web-worker CPU per request (web_cpu_ms), not round trips (stmts/checkouts): Flask/werkzeug "
+                "request handling, XML-RPC parsing and base64 of the 10 KiB document and result, SQLAlchemy Core "
+                "execution, auth and metrics, in Python on 2 cores shared with the database and the 8 clients",
+    "claims": "the poll service does more than the raw claim: the fair-share probe over every served pair, the "
+              "factory touch and a session per poll (several statements), where the raw claim is one prepared "
+              "statement on one kept connection; pgqueuer batches on asyncpg",
     "scale": "see the row's columns; the database work of this one call dominates",
 }
 

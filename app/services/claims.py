@@ -179,23 +179,8 @@ def _claim_fair(
         return None
     if swap:
         session.execute(sql.SWAP_VTAG, {"sw_id": row.k_id, "sw_vtag": chosen_vtag})
-    return Claimed(
-        id=job.id,
-        guid=job.guid,
-        application=job.application,
-        version=job.version,
-        doctype=job.doctype,
-        format=job.format,
-        page_start=job.page_start,
-        page_end=job.page_end,
-        filename=row.filename,
-        blob_id=row.blob_id,
-        size=row.size,
-        lease_token=token,
-        lease_expires=expires,
-        attempt=got.attempts,
-        document=None if row.data is None else bytes(row.data),
-    )
+    return _claimed(job, row.filename, row.blob_id, row.size, token, expires, attempt=got.attempts,
+                    document=None if row.data is None else bytes(row.data))
 
 
 def _claim_job(session: Session, stmt, token: str, expires: datetime) -> Claimed | None:  # type: ignore[no-untyped-def]
@@ -213,6 +198,12 @@ def _claimed_by_id(session: Session, claimed_id: int, token: str, expires: datet
         .where(Job.id == claimed_id)
         .execution_options(populate_existing=True)
     ).one()
+    return _claimed(job, filename, blob_id, size, token, expires, attempt=job.attempts)
+
+
+def _claimed(job: Job, filename: str, blob_id: int, size: int, token: str, expires: datetime, *,
+             attempt: int, document: bytes | None = None) -> Claimed:
+    """The claim's answer: the job's fields, its document's, and the lease just granted."""
     return Claimed(
         id=job.id,
         guid=job.guid,
@@ -227,7 +218,8 @@ def _claimed_by_id(session: Session, claimed_id: int, token: str, expires: datet
         size=size,
         lease_token=token,
         lease_expires=expires,
-        attempt=job.attempts,
+        attempt=attempt,
+        document=document,
     )
 
 

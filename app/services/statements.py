@@ -179,17 +179,10 @@ def probe_query(workers: tuple[WorkerSpec, ...]):  # type: ignore[no-untyped-def
 
 
 @functools.lru_cache(maxsize=4096)
-def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
-    """One read of the claim: the pair's head K (smallest tag; locked FOR UPDATE SKIP LOCKED on
-    PostgreSQL) says which client is served; that client's next job J there, by (priority DESC, id)
-    on ix_jobs_queued_client_priority, is handed out, with what the lease answer needs about J
-    (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K."""
-    best = aliased(Job, name="best")  # per call, see not_blocked
-    head = head_query(pair, workers)
-    if is_pg:
-        head = head.with_for_update(skip_locked=True, of=Job)
-    k = head.subquery("k")
-    best_id = (
+def _best_queued_id(best, k, pair: tuple[str, str], workers: Sequence[WorkerSpec]):  # type: ignore[no-untyped-def]
+    """The id of the head's client's best claimable job in `pair` (highest priority, then oldest), as a
+    scalar subquery correlated with the head `k` (served by ix_jobs_queued_client_priority)."""
+    return (
         select(best.id)
         .where(
             best.state == literal_column("0"),
@@ -204,6 +197,19 @@ def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bo
         .correlate(k)
         .scalar_subquery()
     )
+
+
+def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
+    """One read of the claim: the pair's head K (smallest tag; locked FOR UPDATE SKIP LOCKED on
+    PostgreSQL) says which client is served; that client's next job J there, by (priority DESC, id)
+    on ix_jobs_queued_client_priority, is handed out, with what the lease answer needs about J
+    (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K."""
+    best = aliased(Job, name="best")  # per call, see not_blocked
+    head = head_query(pair, workers)
+    if is_pg:
+        head = head.with_for_update(skip_locked=True, of=Job)
+    k = head.subquery("k")
+    best_id = _best_queued_id(best, k, pair, workers)
     return (
         select(
             k.c.id.label("k_id"),
@@ -268,21 +274,7 @@ def claim_statement(pair: tuple[str, str], workers: tuple[WorkerSpec, ...]):  # 
     k = head_query(pair, workers).with_for_update(skip_locked=True, of=Job).cte("k")
     # k's client's next job, as in `pick_query`: a correlated LIMIT 1 walk of
     # ix_jobs_queued_client_priority (a join with ORDER BY ... LIMIT 1 made PostgreSQL sort the client's backlog).
-    best_id = (
-        select(best.id)
-        .where(
-            best.state == literal_column("0"),
-            best.follows_job_id.is_(None),
-            best.client_id == k.c.client_id,
-            best.application == pair[0],
-            best.version == pair[1],
-            worker_filter(workers, best),
-        )
-        .order_by(best.priority.desc(), best.id)
-        .limit(1)
-        .correlate(k)
-        .scalar_subquery()
-    )
+    best_id = _best_queued_id(best, k, pair, workers)
     j = (
         select(pick.id, pick.vtag, k.c.id.label("k_id"), k.c.vtag.label("k_vtag"))
         .select_from(k)

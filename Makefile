@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+## make test runs the suite on this many pytest-xdist workers (most tests wait on servers, brokers and
+## subprocesses, so more workers than cores pays); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 
 .PHONY: serve test soak lint bench bench-quick bench-serving bench-scripts install system-deps services topology clean
 
@@ -40,7 +43,7 @@ test: install system-deps
 	$(BIN)/lint-imports
 	$(BIN)/ruff check app tasks protocol tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The long proofs (make test runs their short forms): the hostile corpus on both databases in full
 ## and 5,000 generated requests per endpoint on SQLite and PostgreSQL (tests/hostile/); 200 header-trickling

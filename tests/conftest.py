@@ -25,7 +25,25 @@ from celery.contrib.pytest import celery_worker  # noqa: F401
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get("CONVHUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CONVHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# `make test` runs the suite in parallel (pytest-xdist): worker gwN is process N of WORKERS. What the
+# workers would otherwise share is split between them: the Redis database (below), the ports of
+# `free_port`, the PostgreSQL database (one per session) and RabbitMQ vhosts (one per test).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(_WORKER[2:]) if _WORKER.startswith("gw") and _WORKER[2:].isdigit() else 0
+WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+
+
+def _worker_redis_url(url: str) -> str:
+    """The configured Redis URL with its database number moved down by the worker's index (gw0
+    keeps it): each worker flushes only its own database."""
+    base, _, db = url.rstrip("/").rpartition("/")
+    if not base.startswith("redis://") or not db.isdigit():
+        base, db = url.rstrip("/"), "0"
+    return f"{base}/{(int(db) - WORKER_INDEX) % 16}"
+
+
+REDIS_URL = _worker_redis_url(os.environ.get("CONVHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 AMQP_URL = os.environ.get("CONVHUB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
@@ -61,13 +79,17 @@ def free_port() -> int:
 
     Chosen below the kernel's ephemeral range: the outgoing connections of everything else on the
     machine take their ports from that range and could grab one between this check and the
-    server's bind. Never the same port twice in one test session.
+    server's bind. Never the same port twice in one test session; parallel workers draw from
+    separate slices of the range.
     """
     import random
 
     low = _ephemeral_low()
+    start = max(1024, low - 8000)
+    width = (low - start) // WORKERS
+    start += width * (WORKER_INDEX % WORKERS)
     for _ in range(200):
-        port = random.randrange(max(1024, low - 8000), low)
+        port = random.randrange(start, start + width)
         if port in _PORTS_HANDED_OUT:
             continue
         with socket.socket() as s:

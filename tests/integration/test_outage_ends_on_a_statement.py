@@ -28,6 +28,7 @@ def test_a_session_without_sql_does_not_end_the_outage(tmp_path, caplog):
                 assert s.execute(text("SELECT 1")).scalar() == 1
             assert not db.outage.down
         messages = [r.getMessage().split(" (")[0] for r in caplog.records]
-        assert messages == ["database unavailable", "database available again after 0.0 s"]
+        # The outage's length is wall time (under a loaded machine it can read 0.1 s or more).
+        assert [m.split(" after ")[0] for m in messages] == ["database unavailable", "database available again"]
     finally:
         db.dispose()

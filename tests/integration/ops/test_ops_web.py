@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -52,13 +53,19 @@ def test_metrics_add_up_across_web_workers(tmp_path: Path, make_runtime) -> None
         # counted by the server, so the healthz count below is exactly the 40 requests sent.
         _until(lambda: requests.get(f"{base}/metrics", timeout=2).ok, 30, "the web server to serve", [log])
         served = 0
-        for _ in range(40):
-            with requests.Session() as s:  # a new connection each: spread over both workers
+        mp = metrics_dir(tmp_path / "var", port)
+
+        def worker_pids() -> set[str]:
+            return {p.stem.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
+
+        # A new connection each, spread over both workers; on a loaded machine the second worker
+        # may start late, so send until both have answered (at least 40 requests).
+        deadline = time.monotonic() + 60
+        while served < 40 or (len(worker_pids()) < 2 and time.monotonic() < deadline):
+            with requests.Session() as s:
                 assert s.get(f"{base}/healthz", timeout=5).status_code == 200
             served += 1
-        mp = metrics_dir(tmp_path / "var", port)
-        pids = {p.stem.rsplit("_", 1)[-1] for p in mp.glob("counter_*.db")}
-        assert len(pids) >= 2, (
+        assert len(worker_pids()) >= 2, (
             f"expected files of both workers in {mp}: {sorted(p.name for p in mp.iterdir())}"
         )
 

@@ -60,7 +60,7 @@ class Reply:
         return int(self.get("status"))  # type: ignore[arg-type]
 
 
-def post(server: LiveServer, xml: str | bytes, *, timeout: float = 10) -> Reply:
+def post(server: LiveServer, xml: str | bytes, *, timeout: float = 60) -> Reply:
     data = xml.encode() if isinstance(xml, str) else xml
     r = requests.post(
         server.url + PATH, data=data, headers={"Content-Type": "text/xml; charset=utf-8"}, timeout=timeout

@@ -55,7 +55,8 @@ test: install system-deps
 ## restarted 4 times each, PostgreSQL stopped 20 s, the embedded default's data disk filled; figures in
 ## tests/artifacts/soak-loss-*.json.
 soak: install system-deps
-	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/hostile tests/e2e/test_slow_clients.py $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 -n $(TEST_WORKERS) tests/hostile $(PYTEST_ARGS)
+	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/e2e/test_slow_clients.py $(PYTEST_ARGS)
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider tests/soak/test_kill.py $(PYTEST_ARGS)
 	CONVHUB_SOAK=1 $(BIN)/python -m pytest -p no:cacheprovider -o timeout=1800 tests/soak/test_loss.py $(PYTEST_ARGS)
 

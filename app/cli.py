@@ -307,7 +307,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(s, args.port))
     os.environ[MASTER_PID_ENV] = str(os.getpid())  # granian's master after the exec below
     os.environ[THREADS_ENV] = str(args.threads)
-    argv = web_argv(args.host, args.port, workers=args.workers, threads=args.threads, access_log=args.access_log)
+    argv = web_argv(args.host, args.port, workers=args.workers, threads=args.threads, access_log=args.access_log,
+                    buffer_bodies=s.web_buffer_bodies)
     os.execv(argv[0], argv)
     return 0  # pragma: no cover
 

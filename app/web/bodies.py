@@ -22,11 +22,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import queue
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("convhub.web")
@@ -42,46 +41,6 @@ class _Failed(Exception):
     def __init__(self, status: int, body: bytes) -> None:
         super().__init__(body.decode().strip())
         self.status, self.body = status, body
-
-
-class _Pool:
-    """A fixed set of threads that run calls for the event loop: one queue put and one wake-up of
-    the loop per call (lighter than an executor's futures chained to an asyncio future)."""
-
-    def __init__(self, threads: int) -> None:
-        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self._work, name=f"convhub-web-{i}", daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def run(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        fut = loop.create_future()
-        self.jobs.put((loop, fut, fn, args))
-        return fut
-
-    def _work(self) -> None:
-        get = self.jobs.get
-        while (job := get()) is not None:
-            loop, fut, fn, args = job
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # handed to the awaiting request
-                loop.call_soon_threadsafe(_settle, fut, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, fut, result, None)
-
-    def shutdown(self) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
-
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
 
 
 class _StartResponse:
@@ -114,7 +73,7 @@ class BufferedBodies:
     def __init__(self, app: Callable[..., Any], *, threads: int, body_timeout: float, max_body: int,
                  spool_over: int = SPOOL_OVER) -> None:
         self.app = app
-        self.pool = _Pool(max(1, threads))
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="convhub-web")
         self.body_timeout = body_timeout
         self.max_body = max_body
         self.spool_over = spool_over
@@ -137,7 +96,7 @@ class BufferedBodies:
         self.loop = loop
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.pool.shutdown()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
@@ -164,11 +123,11 @@ class BufferedBodies:
                 return
         environ["wsgi.input"] = body
         try:
-            status, headers, rv = await self.pool.run(loop, self._call, environ)
+            status, headers, rv = await loop.run_in_executor(self.pool, self._call, environ)
         except BaseException:
             body.close()
             raise
-        if close:
+        if close and not any(name.lower() == "connection" for name, _ in headers):
             headers = [*headers, ("Connection", "close")]
         if isinstance(rv, list):
             body.close()
@@ -243,7 +202,8 @@ class BufferedBodies:
         return spool, over
 
     def _refuse(self, proto: Any, scope: Any, status: int, body: bytes) -> None:
-        log.warning("%s %s from %s: %s", scope.method, scope.path, scope.client, body.decode().strip())
+        # (the path as repr: it is percent-decoded, so it may hold a line break)
+        log.warning("%s %r from %s: %s", scope.method, scope.path[:200], scope.client, body.decode().strip())
         proto.response_bytes(status, [("Content-Type", "text/plain; charset=utf-8"),
                                       ("Content-Length", str(len(body))), ("Connection", "close")], body)
 
@@ -260,7 +220,7 @@ class BufferedBodies:
                       headers: list[tuple[str, str]], rv: Iterable[bytes]) -> None:
         it: Iterator[bytes] = iter(rv)
         try:
-            first = await self.pool.run(loop, next, it, _DONE)
+            first = await loop.run_in_executor(self.pool, next, it, _DONE)
             transport = proto.response_stream(status, headers)
             piece = first
             while piece is not _DONE:
@@ -270,8 +230,8 @@ class BufferedBodies:
                     except Exception:  # the client went away: nothing more to send
                         log.debug("response stream ended early: the client closed the connection")
                         return
-                piece = await self.pool.run(loop, next, it, _DONE)
+                piece = await loop.run_in_executor(self.pool, next, it, _DONE)
         finally:
             close = getattr(rv, "close", None)
             if close is not None:
-                await self.pool.run(loop, close)
+                await loop.run_in_executor(self.pool, close)

@@ -115,7 +115,7 @@ def serve(app: Any, method: str, headers: dict[str, str], proto: Proto, **kw: An
     try:
         asyncio.run(main())
     finally:
-        bb.pool.shutdown()
+        bb.pool.shutdown(wait=True)
     return bb
 
 

@@ -30,7 +30,9 @@ def _settings() -> Settings:
 def _runtime(broker: bool = True):  # type: ignore[no-untyped-def]
     from app.runtime import build_runtime
 
-    return build_runtime(_settings(), broker=broker)
+    # An operator's command may touch many rows on purpose (removing a client): the maintenance
+    # statement timeout, not the web requests' one.
+    return build_runtime(_settings(), broker=broker, maintenance=True)
 
 
 def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
@@ -423,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--factory-concurrency", type=int, default=1, help="the local factory's conversion slots")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("web", help="the web server (granian, WSGI)")
+    sp = sub.add_parser("web", help="the web server (granian)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--workers", type=int, default=2)

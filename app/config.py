@@ -107,8 +107,8 @@ class Settings:
     web_buffer_bodies: bool = True
     web_body_timeout_seconds: int = 120
     # PostgreSQL: how long one statement (and a transaction left idle) may hold a connection, in
-    # the web app and the CLI; the Celery worker's maintenance (set-based reclaims and deletes) has
-    # its own, longer limit. 0: none.
+    # the web app; the Celery worker's maintenance (set-based reclaims and deletes) and the CLI's
+    # operator commands have their own, longer limit. 0: none.
     statement_timeout_seconds: int = 30
     maintenance_statement_timeout_seconds: int = 600
 

@@ -34,7 +34,7 @@ def build_runtime(
 ) -> Runtime:
     """Wire the adapters. With a broker, the Celery app (given or built) carries this runtime:
     its tasks run the services with it (`tasks.base.RuntimeTask`). `maintenance`: the Celery
-    worker's runtime, whose statements get the maintenance statement timeout."""
+    worker's (and the CLI's) runtime, whose statements get the maintenance statement timeout."""
     timeout = settings.maintenance_statement_timeout_seconds if maintenance else settings.statement_timeout_seconds
     db = Database(settings.database_url, statement_timeout=timeout)
     policy = LeasePolicy(settings.lease_seconds, settings.max_lease_total_seconds, settings.max_attempts)

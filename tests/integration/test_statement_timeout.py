@@ -96,3 +96,21 @@ def test_finish_blocked_by_a_locked_job_gets_fault_503_then_succeeds(make_runtim
         assert fp.jobs.finish("factory-1", job["job"], "pdf", result, job["lease"])  # the factory's retry
     finally:
         srv.stop()
+
+
+def test_soap_delete_blocked_by_a_locked_job_gets_status_599(make_runtime, pg_url, caplog):
+    from tests.integration.soap.soapkit import call
+
+    rt = make_runtime(database_url=pg_url, broker=False, statement_timeout_seconds=1)
+    client = add_client(rt)
+    job_id, _ = submit_job(rt, client)
+    srv = start_server(rt)
+    try:
+        caplog.handler.addFilter(OutageLogFilter())
+        with row_locked(pg_url, "jobs", job_id), caplog.at_level(logging.WARNING):
+            reply = call(srv, "deleteContentConversion", [("jobId", job_id)])
+        assert reply.status == 599, reply.text[:300]
+        assert "SELECT" not in reply.text and "Traceback" not in caplog.text
+        assert call(srv, "deleteContentConversion", [("jobId", job_id)]).status == 200  # the lock gone: done
+    finally:
+        srv.stop()

@@ -30,7 +30,9 @@ def _settings() -> Settings:
 def _runtime(broker: bool = True):  # type: ignore[no-untyped-def]
     from app.runtime import build_runtime
 
-    return build_runtime(_settings(), broker=broker)
+    # An operator's command may touch many rows on purpose (removing a client): the maintenance
+    # statement timeout, not the web requests' one.
+    return build_runtime(_settings(), broker=broker, maintenance=True)
 
 
 def _print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
@@ -307,7 +309,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(s, args.port))
     os.environ[MASTER_PID_ENV] = str(os.getpid())  # granian's master after the exec below
     os.environ[THREADS_ENV] = str(args.threads)
-    argv = web_argv(args.host, args.port, workers=args.workers, threads=args.threads, access_log=args.access_log)
+    argv = web_argv(args.host, args.port, workers=args.workers, threads=args.threads, access_log=args.access_log,
+                    buffer_bodies=s.web_buffer_bodies)
     os.execv(argv[0], argv)
     return 0  # pragma: no cover
 
@@ -422,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--factory-concurrency", type=int, default=1, help="the local factory's conversion slots")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("web", help="the web server (granian, WSGI)")
+    sp = sub.add_parser("web", help="the web server (granian)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--workers", type=int, default=2)

@@ -102,6 +102,15 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     client_max_queued: int = 10_000
     metrics_client_names: bool = False
+    # `convhub web`: read each request body whole, with no thread, before the app runs (off only
+    # behind a proxy that buffers bodies itself), and the time a body has to arrive.
+    web_buffer_bodies: bool = True
+    web_body_timeout_seconds: int = 120
+    # PostgreSQL: how long one statement (and a transaction left idle) may hold a connection, in
+    # the web app; the Celery worker's maintenance (set-based reclaims and deletes) and the CLI's
+    # operator commands have their own, longer limit. 0: none.
+    statement_timeout_seconds: int = 30
+    maintenance_statement_timeout_seconds: int = 600
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -187,4 +196,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "CONVHUB_TRUSTED_PROXIES"),
         client_max_queued=_int(env, "CONVHUB_CLIENT_MAX_QUEUED", 10_000, minimum=1),
         metrics_client_names=_bool(env, "CONVHUB_METRICS_CLIENT_NAMES", False),
+        web_buffer_bodies=_bool(env, "CONVHUB_WEB_BUFFER_BODIES", True),
+        web_body_timeout_seconds=_int(env, "CONVHUB_WEB_BODY_TIMEOUT_SECONDS", 120, minimum=1),
+        statement_timeout_seconds=_int(env, "CONVHUB_STATEMENT_TIMEOUT_SECONDS", 30, minimum=0),
+        maintenance_statement_timeout_seconds=_int(env, "CONVHUB_MAINTENANCE_STATEMENT_TIMEOUT_SECONDS", 600, minimum=0),
     )

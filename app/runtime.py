@@ -29,11 +29,14 @@ __all__ = ["Runtime", "build_runtime", "build_worker_app", "utcnow"]
 
 
 def build_runtime(
-    settings: Settings, *, clock: Callable[[], datetime] = utcnow, broker: bool = True, celery: Celery | None = None
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow, broker: bool = True, celery: Celery | None = None,
+    maintenance: bool = False,
 ) -> Runtime:
     """Wire the adapters. With a broker, the Celery app (given or built) carries this runtime:
-    its tasks run the services with it (`tasks.base.RuntimeTask`)."""
-    db = Database(settings.database_url)
+    its tasks run the services with it (`tasks.base.RuntimeTask`). `maintenance`: the Celery
+    worker's (and the CLI's) runtime, whose statements get the maintenance statement timeout."""
+    timeout = settings.maintenance_statement_timeout_seconds if maintenance else settings.statement_timeout_seconds
+    db = Database(settings.database_url, statement_timeout=timeout)
     policy = LeasePolicy(settings.lease_seconds, settings.max_lease_total_seconds, settings.max_attempts)
     mirror: Mirror = NullMirror()
     notifier: Notifier = NullNotifier()
@@ -70,5 +73,5 @@ def build_worker_app(settings: Settings) -> Celery:
     """The Celery app of `convhub worker` / `convhub beat`. Its runtime is built on the first task a
     process runs (after the pool forked), never before: no connection crosses a fork."""
     app = make_celery(settings)
-    attach_runtime(app, lambda: build_runtime(settings, celery=app))
+    attach_runtime(app, lambda: build_runtime(settings, celery=app, maintenance=True))
     return app

@@ -140,16 +140,26 @@ def web_argv(data_dir: Path, port: int, workers: int = 2, threads: int = 8) -> t
 
 def set_target(argv: list[str], target: str) -> list[str]:
     """`convhub web`'s argv serving another app: "module:name" (a WSGI app) or "module:name()" (a
-    factory that returns one)."""
+    factory that returns one). On an RSGI command line (`convhub web` buffering bodies) the app is
+    served as convhub's is, through app.web.bodies: the factory "module:name_buffered()"."""
     out = [a for a in argv[:-1] if a != "--factory"]
+    if _interface(argv) == "rsgi":
+        return out + ["--factory", target.removesuffix("()") + "_buffered"]
     if target.endswith("()"):
         return out + ["--factory", target[:-2]]
     return out + [target]
 
 
 def target_of(argv: list[str]) -> str:
-    """The app target of an argv made by `set_target`, in its "module:name" / "module:name()" form."""
+    """The WSGI app target of an argv made by `set_target`, in its "module:name" / "module:name()" form."""
+    if _interface(argv) == "rsgi":
+        name = argv[-1].removesuffix("_buffered")
+        return name + "()" if name.endswith("counted") else name
     return argv[-1] + ("()" if "--factory" in argv else "")
+
+
+def _interface(argv: list[str]) -> str:
+    return argv[argv.index("--interface") + 1] if "--interface" in argv else ""
 
 
 @dataclass

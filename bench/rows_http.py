@@ -381,8 +381,16 @@ def _waitress(argv: list[str], port: int) -> list[str]:
     return [python(), "-m", "waitress", "--listen", f"127.0.0.1:{port}", "--threads", "8", *target]
 
 
+def _granian_direct(argv: list[str], port: int) -> list[str]:
+    """`convhub web` with CONVHUB_WEB_BUFFER_BODIES=0: granian's own WSGI interface."""
+    from app.web.serving import web_argv as granian_argv
+
+    return set_target(granian_argv("127.0.0.1", port, workers=2, threads=8, buffer_bodies=False), target_of(argv))
+
+
 SERVERS: list[tuple[str, Any]] = [
-    ("convhub web: granian wsgi 2x8 (chosen)", None),
+    ("convhub web: granian rsgi 2x8, bodies buffered (chosen)", None),
+    ("convhub web: granian wsgi 2x8, CONVHUB_WEB_BUFFER_BODIES=0", _granian_direct),
     ("gunicorn gthread 2x8 (before)", _gunicorn("gthread", 2, 8)),
     ("gunicorn sync 4", _gunicorn("sync", 4)),
     ("gunicorn gevent 2x100", _gunicorn("gevent", 2, extra=("--worker-connections", "100"))),

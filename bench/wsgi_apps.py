@@ -1,6 +1,9 @@
 """WSGI apps the benchmark serves (not product code).
 
 * `ping`: a trivial XML-RPC-shaped answer, for the serving stack's ceiling.
+* `ping_buffered()`, `counted_buffered()`: the same served as `convhub web` serves by default,
+  through app.web.bodies over granian's RSGI interface (bench/kit.py set_target picks these names
+  for an RSGI command line).
 * `counted()`: convhub's own app (`app.web.wsgi.make_app()`, settings from the environment) with
   SQLAlchemy event counters installed first: statements sent, transactions begun and pool checkouts
   (each checkout is one pre-ping round trip while the engine pre-pings). Every worker writes its
@@ -29,7 +32,24 @@ def ping(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [PONG]
 
 
+def ping_buffered() -> Any:
+    from app.web.bodies import BufferedBodies
+
+    return BufferedBodies(ping, threads=int(os.environ.get("CONVHUB_WEB_THREADS") or 8), body_timeout=120,
+                          max_body=200 * 1024 * 1024)
+
+
+def counted_buffered() -> Any:
+    os.environ["CONVHUB_WEB_BUFFER_BODIES"] = "1"
+    return _counted()
+
+
 def counted() -> Any:
+    os.environ["CONVHUB_WEB_BUFFER_BODIES"] = "0"  # a WSGI app, for WSGI servers
+    return _counted()
+
+
+def _counted() -> Any:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool

@@ -23,7 +23,11 @@ log = logging.getLogger("convhub.db")
 T = TypeVar("T")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, statement_timeout: float = 0) -> Engine:
+    """`statement_timeout` (seconds, PostgreSQL; 0: none): set on every connection as the server's
+    `statement_timeout` (a statement, lock waits included, is cancelled past it) and
+    `idle_in_transaction_session_timeout` (a transaction left open without a statement that long
+    ends its session), so that no request holds a connection for ever."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -35,7 +39,23 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # after 30 minutes, and a request that finds its pooled connection dead (a server restart, a
     # killed backend) runs once more on a fresh one (`Database.run`); SQLAlchemy then recycles
     # every connection older than the failure on its next checkout.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800)
+    connect_args: dict[str, object] = {}
+    if statement_timeout > 0:
+        ms = int(statement_timeout * 1000)
+        connect_args["options"] = f"-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800,
+                         connect_args=connect_args)
+
+
+# SQLSTATE of a statement cancelled by statement_timeout (query_canceled), of a lock not granted
+# within lock_timeout (lock_not_available), and of a session ended by
+# idle_in_transaction_session_timeout.
+_TIMED_OUT = {"57014", "55P03", "25P03"}
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    orig = exc.orig
+    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -60,9 +80,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
 class Database:
     """Owns the engine and hands out sessions: `session()` for writes, `read_session()` for reads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, statement_timeout: float = 0) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, statement_timeout=statement_timeout)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         # Reads: on SQLite a deferred BEGIN (never the write lock); on PostgreSQL autocommit, so a
@@ -140,6 +160,11 @@ class Database:
         try:
             yield
         except DBAPIError as exc:
+            if _sqlstate(exc) in _TIMED_OUT:
+                # Not an outage (the database answers): the same retryable answer as one (fault
+                # 503 / status 599), and the one line the request logs says why.
+                log.debug("statement timed out: %s", describe_error(exc))
+                raise Unavailable("database busy: a statement ran past its time limit") from exc
             if retryable and exc.connection_invalidated:
                 raise _DeadConnection() from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:

@@ -119,6 +119,11 @@ class OfficeInstance:
                     connect,
                     "--connect-timeout",
                     str(self.startup_timeout),
+                    # A factory killed outright leaves no soffice behind: the bridge kills it.
+                    "--parent",
+                    str(os.getpid()),
+                    "--office-group",
+                    str(self._office.pid),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -9,13 +9,49 @@ Protocol: one JSON object per line on stdin, one JSON reply per line on stdout.
 
 On start it prints {"event": "ready", "version": "..."} once connected, or {"event": "error"} and exits.
 It imports only the standard library and ``uno``: it never runs inside the convhub interpreter.
+
+With ``--parent PID --office-group PGID`` it also outlives no factory: when its parent is no longer
+PID (the factory was killed, even with SIGKILL, and the bridge was handed to init), it kills the
+soffice process group PGID and exits. soffice runs in a session of its own (one killpg reaches
+oosplash and soffice.bin), so nothing else would stop it. A thread watches, so a conversion in
+progress does not delay it; PR_SET_PDEATHSIG would not do, since it fires when the *thread* that
+started the process exits, and the factory starts instances from short-lived threads.
 """
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
+
+WATCH_INTERVAL = 0.5
+ORPHAN_GRACE = 5.0
+
+
+def _orphaned(parent):
+    return parent is not None and os.getppid() != parent
+
+
+def _kill_office_and_exit(group):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    os._exit(3)
+
+
+def _watch_parent(parent, group):
+    """Until the parent is gone; then soffice is killed and the bridge exits."""
+
+    def run():
+        while not _orphaned(parent):
+            time.sleep(WATCH_INTERVAL)
+        _kill_office_and_exit(group)
+
+    threading.Thread(target=run, name="watch-parent", daemon=True).start()
 
 
 def _reply(obj):
@@ -113,19 +149,7 @@ def _convert(uno, desktop, req):
             doc.dispose()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--connect", required=True, help="UNO connection string after 'uno:'")
-    parser.add_argument("--connect-timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    try:
-        import uno  # (system python only)
-
-        ctx, desktop = _connect(uno, args.connect, args.connect_timeout)
-        _reply({"event": "ready", "version": _product_version(uno, ctx)})
-    except Exception as exc:
-        _reply({"event": "error", "error": str(exc).splitlines()[0] if str(exc) else repr(exc)})
-        return 2
+def _serve(uno, desktop):
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -138,6 +162,38 @@ def main(argv=None):
                 resp["traceback"] = traceback.format_exc()
         resp["id"] = req.get("id")
         _reply(resp)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--connect", required=True, help="UNO connection string after 'uno:'")
+    parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument("--parent", type=int, help="the factory's pid: when it is gone, kill --office-group")
+    parser.add_argument("--office-group", type=int, help="soffice's process group id")
+    args = parser.parse_args(argv)
+    if args.parent is not None and args.office_group is not None:
+        _watch_parent(args.parent, args.office_group)
+    try:
+        import uno  # (system python only)
+
+        ctx, desktop = _connect(uno, args.connect, args.connect_timeout)
+        _reply({"event": "ready", "version": _product_version(uno, ctx)})
+    except Exception as exc:
+        _reply({"event": "error", "error": str(exc).splitlines()[0] if str(exc) else repr(exc)})
+        return 2
+    try:
+        _serve(uno, desktop)
+    finally:
+        # stdin closed (or a reply could not be written): by the factory stopping this instance
+        # (it kills this bridge next and stops soffice itself, gracefully), or by the factory's
+        # death: a dying process closes its files before its children are handed to init, so
+        # wait a little for that to show before leaving.
+        if args.office_group is not None:
+            deadline = time.monotonic() + ORPHAN_GRACE
+            while time.monotonic() < deadline:
+                if _orphaned(args.parent):
+                    _kill_office_and_exit(args.office_group)
+                time.sleep(0.05)
     return 0
 
 

@@ -1,9 +1,13 @@
 """How `convhub web` runs the WSGI app: granian, chosen by measurement (docs/benchmarks.md, "The
 serving stack"), with the production settings of docs/operations.md.
 
-granian's HTTP side is Rust (tokio/hyper): it reads request headers and bodies and writes responses
-without holding a Python thread, so connections that trickle their headers or read their answer
-slowly cost a socket, not one of the `threads` that run the app. What each flag guards:
+granian's HTTP side is Rust (tokio/hyper): it reads request heads and writes responses without
+holding a Python thread. Request bodies are another matter: granian's WSGI interface hands a request
+to a thread as soon as its head is in, and that thread waits for the body. So `convhub web` serves
+granian's RSGI interface by default, and app.web.bodies reads each body whole on the worker's event
+loop before one of the app's `threads` runs it (CONVHUB_WEB_BUFFER_BODIES=0: granian's WSGI
+interface, only behind a proxy that buffers bodies). Connections that trickle their head or body,
+or read their answer slowly, then cost a socket, not a thread. What each flag guards:
 
 - `--respawn-failed-workers`: a worker that dies (kill -9, OOM) is started again by the master;
 - `--http 1`: the header-read timeout below applies to HTTP/1 only, so no HTTP/2 prior-knowledge
@@ -62,17 +66,22 @@ def prepare_metrics_dir(settings: Settings, port: int, configured: str | None = 
 
 
 def web_argv(host: str, port: int, *, workers: int, threads: int, access_log: bool = False,
-             header_read_timeout_ms: int = HEADER_READ_TIMEOUT_MS) -> list[str]:
-    """The granian command line of `convhub web` (the CLI's --workers/--threads map to granian's
-    worker processes and blocking threads per worker)."""
+             header_read_timeout_ms: int = HEADER_READ_TIMEOUT_MS, buffer_bodies: bool = True) -> list[str]:
+    """The granian command line of `convhub web` (the CLI's --workers are granian's worker
+    processes; --threads the threads per worker that run the app).
+
+    With `buffer_bodies` (the default) granian serves the RSGI interface and app.web.bodies reads
+    each body whole on the worker's event loop before one of `threads` threads runs the app;
+    without, granian's own WSGI interface hands the request to one of its `threads` blocking
+    threads at once, which then waits for the body (only behind a proxy that buffers bodies)."""
+    interface = ["--interface", "rsgi"] if buffer_bodies else ["--interface", "wsgi", "--blocking-threads", str(threads)]
     return [
         sys.executable, "-m", "granian",
-        "--interface", "wsgi",
+        *interface,
         "--factory",
         "--host", host,
         "--port", str(port),
         "--workers", str(workers),
-        "--blocking-threads", str(threads),
         "--http", "1",
         "--no-ws",
         "--http1-header-read-timeout", str(header_read_timeout_ms),

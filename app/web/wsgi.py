@@ -1,5 +1,6 @@
-"""WSGI entry of `convhub web`: granian calls `app.web.wsgi:make_app` (a factory) once in each
-worker process; settings come from the environment."""
+"""Entry of `convhub web`: granian calls `app.web.wsgi:make_app` (a factory) once in each worker
+process; settings come from the environment. It returns the WSGI app, served through
+app.web.bodies (granian's RSGI interface) unless CONVHUB_WEB_BUFFER_BODIES is off."""
 
 from __future__ import annotations
 
@@ -37,5 +38,12 @@ def make_app():  # type: ignore[no-untyped-def]
     _die_with_master()
     settings = load_settings()
     configure_logging(settings)
-    threads = os.environ.get(THREADS_ENV, "")
-    return SlowReaderGuard(create_app(build_runtime(settings)), streams=int(threads) // 2 if threads.isdigit() else 4)
+    raw = os.environ.get(THREADS_ENV, "")
+    threads = int(raw) if raw.isdigit() else 8
+    app = SlowReaderGuard(create_app(build_runtime(settings)), streams=threads // 2)
+    if not settings.web_buffer_bodies:
+        return app
+    from app.web.bodies import BufferedBodies
+
+    return BufferedBodies(app, threads=threads, body_timeout=settings.web_body_timeout_seconds,
+                          max_body=settings.max_request_bytes)

@@ -247,6 +247,8 @@ def size_limited(app: Callable[..., Any], limit: int) -> Callable[..., Any]:
             return fault_response(start_response, "Client.BadBody", str(exc))
         except UnicodeDecodeError:
             return fault_response(start_response, "Client.BadEncoding", "the request is not text in its declared encoding")
+        except StopIteration:  # spyne's parser found no body at all (a chunked body of no chunks)
+            return fault_response(start_response, "Client", "empty request")
         except Exception:  # spyne let something escape: still a Fault, never a traceback
             log.exception("soap request failed outside an operation")
             return fault_response(start_response, "Server", "internal error", exc_info=sys.exc_info())

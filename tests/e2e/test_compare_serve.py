@@ -123,7 +123,9 @@ def test_compare_on_the_all_in_one_prints_scores_and_the_page_shows_them(lo, bro
             page.locator("a.cmp-thumb").first.click()
             dialog = page.locator("dialog#cmp-diff")
             dialog.wait_for(state="visible")
-            assert page.locator("dialog#cmp-diff img").evaluate("i => i.complete && i.naturalWidth") > 300
+            # (visible before its image has loaded: wait for the image, then check its width)
+            page.wait_for_function("() => { const i = document.querySelector('dialog#cmp-diff img'); return i && i.complete; }")
+            assert page.locator("dialog#cmp-diff img").evaluate("i => i.naturalWidth") > 300
             assert f"score {scores[0][1]}" in page.locator(".cmp-diff-title").inner_text()
             page.screenshot(path=str(ARTIFACTS / "comparison-diff.png"))
 

@@ -1,7 +1,7 @@
 """`convhub serve` converts on its own: with LibreOffice installed it runs the reference factory as
 one more supervised child, registered for this machine's applications with a secret it generates
 once into the data directory. A page range of a three-page ODT comes back as a two-page PDF; the
-factory child killed with SIGKILL is restarted; a second start reuses the secret; `--factory off`
+factory child killed with SIGKILL is restarted and leaves no soffice behind; a second start reuses the secret; `--factory off`
 runs no factory and `--factory on` without LibreOffice is a one-line error.
 """
 
@@ -42,6 +42,20 @@ def _marked() -> list[int]:
                 found.append(int(pid))
         except OSError:
             continue
+    return found
+
+
+def _office_processes() -> set[int]:
+    """This test's running soffice processes (oosplash and soffice.bin; zombies are gone)."""
+    found = set()
+    for pid in _marked():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (b"soffice" in cmd or b"oosplash" in cmd):
+            found.add(pid)
     return found
 
 
@@ -155,11 +169,15 @@ def test_serve_runs_a_local_factory_that_converts_and_is_restarted(lo, three_pag
         pdf = srv.result_when_complete(job_id)
         assert pdf.startswith(b"%PDF") and pdf_pages(pdf) == 2
 
-        # The supervisor restarts a killed factory.
+        # The supervisor restarts a killed factory, and the killed one's soffice processes are gone
+        # (its UNO bridges kill them).
         factory = wait_for(lambda: child(srv.proc.pid, "app.cli factory run"), 30, "the factory child")
+        office = _office_processes()
+        assert office, "the factory's LibreOffice instances"
         os.kill(factory, signal.SIGKILL)
         wait_for(lambda: (p := child(srv.proc.pid, "app.cli factory run")) not in (None, factory) and p, 30, "a new factory")
         assert "factory killed by SIGKILL; restarting" in srv.log()
+        wait_for(lambda: not (office & _office_processes()) or None, 30, "the killed factory's soffice to be gone")
         assert srv.proc.poll() is None
     finally:
         assert srv.stop() == 0

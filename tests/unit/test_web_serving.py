@@ -16,13 +16,17 @@ def test_cli_flags_map_to_granian_and_every_guard_is_on():
     argv = web_argv("0.0.0.0", 8080, workers=3, threads=5)
     assert argv[:3] == [sys.executable, "-m", "granian"]
     flags = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
-    assert flags["--interface"] == "wsgi" and "--factory" in argv and argv[-1] == "app.web.wsgi:make_app"
+    # Bodies buffered (the default): the RSGI interface, the app's threads are app.web.bodies' own.
+    assert flags["--interface"] == "rsgi" and "--factory" in argv and argv[-1] == "app.web.wsgi:make_app"
     assert flags["--host"] == "0.0.0.0" and flags["--port"] == "8080"
-    assert flags["--workers"] == "3" and flags["--blocking-threads"] == "5"
+    assert flags["--workers"] == "3" and "--blocking-threads" not in flags
     assert flags["--http"] == "1"
     assert int(flags["--http1-header-read-timeout"]) <= 30_000
     assert "--respawn-failed-workers" in argv and "--workers-kill-timeout" in argv
     assert "--no-access-log" in argv and "--access-log" in web_argv("h", 1, workers=1, threads=1, access_log=True)
+    direct = web_argv("0.0.0.0", 8080, workers=3, threads=5, buffer_bodies=False)
+    flags = {a: direct[i + 1] for i, a in enumerate(direct[:-1]) if a.startswith("--")}
+    assert flags["--interface"] == "wsgi" and flags["--blocking-threads"] == "5" and direct[-1] == argv[-1]
 
 
 class _Stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import signal
@@ -194,3 +195,59 @@ def test_restart_every_k_conversions(odf_docs, tmp_path):
         assert inst.starts == 2 and inst.total_conversions == 3 and inst.conversions == 1
         assert inst.pid != first_pid
         assert (tmp_path / "profile-0").is_dir()  # one private profile per instance
+
+
+_HOLDER = r"""
+import sys, time
+from app.factory.office import OfficeInstance
+inst = OfficeInstance(0, sys.argv[1], restart_every=0)
+inst.start()  # from the main thread; the pool starts instances from short-lived threads (below)
+print(inst.pid, inst._bridge.pid, flush=True)
+if sys.argv[2] == "converting":  # a conversion in progress when the factory is killed: soffice is stopped
+    import os, signal
+    os.killpg(inst.pid, signal.SIGSTOP)  # (hung: the bridge waits on it, as in a long conversion)
+    inst.call({"input": "/nonexistent.odt", "output": "/tmp/x.pdf", "filter": "writer_pdf_Export"}, timeout=600)
+time.sleep(600)
+"""
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (not reaped yet by its new parent) is gone too
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("state", ["idle", "converting"])
+def test_factory_killed_with_sigkill_leaves_no_soffice(tmp_path, state):
+    """A factory process killed outright (SIGKILL: no cleanup of its own runs) takes its soffice
+    with it: the UNO bridge sees its parent gone and kills soffice's process group."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), state], stdout=subprocess.PIPE, text=True)
+    try:
+        office, bridge = (int(x) for x in holder.stdout.readline().split())  # type: ignore[union-attr]
+        assert not _group_gone(office)
+        if state == "converting":
+            wait_for(lambda: open(f"/proc/{office}/stat").read().rsplit(")", 1)[1].split()[0] == "T" or None, 10, "soffice stopped")
+        holder.kill()
+        holder.wait()
+        wait_for(lambda: _group_gone(office) or None, 15, "soffice's process group to be gone")
+        wait_for(lambda: _pid_gone(bridge) or None, 15, "the bridge to be gone")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.killpg(office, signal.SIGKILL)

@@ -91,6 +91,17 @@ def test_broken_chunking_negative_length_and_invalid_utf8_are_client_faults(soap
     assert not [r for r in caplog.records if r.exc_info]
 
 
+def test_chunked_body_of_no_chunks_is_a_client_fault(soap, caplog):
+    """Found running the corpus against `convhub web`: granian ends a chunked body whose framing is
+    broken as if it were empty, and spyne's parser raised StopIteration on no body at all (a Server
+    fault and a traceback). An empty chunked body is the same request."""
+    data = (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n0\r\n\r\n").encode()
+    answer = _raw(soap, data)
+    assert b"<faultcode>soap11env:Client" in answer and b"empty request" in answer, answer[:400]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_fault_strings_and_messages_are_one_short_line(soap):
     long_value = "9" * 5000
     fault = call(soap, "getContentConvertStatus", [("jobId", long_value)])

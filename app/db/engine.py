@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.hot import HotConnection
 from app.domain.errors import Unavailable
 
 log = logging.getLogger("convhub.db")
@@ -72,7 +73,8 @@ class Database:
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._read = sessionmaker(self.engine.execution_options(**read_options), expire_on_commit=False)
         # One-statement writes on PostgreSQL (the claim): autocommit, no BEGIN/COMMIT round trips.
-        self._auto = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        self._auto_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._auto = sessionmaker(self._auto_engine, expire_on_commit=False)
         self.outage = OutageLog()
         # The outage ends when a statement has run, not when a session closes: a session that needed
         # no SQL (an answer from a cache) ended it falsely, and the next failure logged a new
@@ -115,6 +117,22 @@ class Database:
                 log.info("a pooled database connection was dead; running the request on a fresh one")
                 continue
             return out
+        raise AssertionError("unreachable")
+
+    def hot(self, fn: Callable[[HotConnection], T]) -> T:
+        """`fn` on one pooled connection in autocommit, its statements run below SQLAlchemy's Core
+        execution layer (`app.db.hot`): each statement is its own transaction, one round trip, on
+        SQLite too. For the hot path's reads and its one-statement writes. A dead pooled connection:
+        `fn` runs once more on a fresh one, as in `run`; outages are answered as in `run`."""
+        for attempt in (1, 2):
+            try:
+                with self._translate_errors(retryable=attempt == 1):
+                    # SQLite's connections are in autocommit already (pysqlite's own transactions are off).
+                    with (self.engine if self.is_sqlite else self._auto_engine).connect() as conn:
+                        return fn(HotConnection(conn))
+            except _DeadConnection:
+                log.info("a pooled database connection was dead; running the request on a fresh one")
+                continue
         raise AssertionError("unreachable")
 
     def _run_once(self, fn: Callable[[Session], T], read: bool, autocommit: bool) -> T:

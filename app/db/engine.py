@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -73,8 +73,7 @@ class Database:
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._read = sessionmaker(self.engine.execution_options(**read_options), expire_on_commit=False)
         # One-statement writes on PostgreSQL (the claim): autocommit, no BEGIN/COMMIT round trips.
-        self._auto_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._auto = sessionmaker(self._auto_engine, expire_on_commit=False)
+        self._auto = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
         self.outage = OutageLog()
         # The outage ends when a statement has run, not when a session closes: a session that needed
         # no SQL (an answer from a cache) ended it falsely, and the next failure logged a new
@@ -126,14 +125,28 @@ class Database:
         `fn` runs once more on a fresh one, as in `run`; outages are answered as in `run`."""
         for attempt in (1, 2):
             try:
-                with self._translate_errors(retryable=attempt == 1):
-                    # SQLite's connections are in autocommit already (pysqlite's own transactions are off).
-                    with (self.engine if self.is_sqlite else self._auto_engine).connect() as conn:
-                        return fn(HotConnection(conn))
+                with self._translate_errors(retryable=attempt == 1), self.engine.connect() as conn:
+                    return self._hot_once(conn, fn)
             except _DeadConnection:
                 log.info("a pooled database connection was dead; running the request on a fresh one")
                 continue
         raise AssertionError("unreachable")
+
+    def _hot_once(self, conn: Connection, fn: Callable[[HotConnection], T]) -> T:
+        if self.is_sqlite:  # pysqlite's own transactions are off: its connections are in autocommit
+            return fn(HotConnection(conn))
+        # psycopg's autocommit switched on and off here: a local attribute, no round trip, and half
+        # the cost of SQLAlchemy's isolation-level option on every checkout and return.
+        dbapi = conn.connection.dbapi_connection
+        dbapi.autocommit = True  # type: ignore[union-attr]
+        try:
+            return fn(HotConnection(conn))
+        finally:
+            if not conn.invalidated:
+                try:
+                    dbapi.autocommit = False  # type: ignore[union-attr]
+                except Exception:  # a broken connection must not go back to the pool as it is
+                    conn.invalidate()
 
     def _run_once(self, fn: Callable[[Session], T], read: bool, autocommit: bool) -> T:
         if autocommit and not self.is_sqlite:

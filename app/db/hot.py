@@ -131,11 +131,15 @@ class HotConnection:
         dispatch = conn.dispatch
         cursor = self.dbapi.cursor()  # type: ignore[union-attr]
         try:
-            dispatch.before_cursor_execute(conn, cursor, r.sql, args, None, False)
+            if dispatch.before_cursor_execute:  # listeners, if any (a count in tests and benchmarks)
+                dispatch.before_cursor_execute(conn, cursor, r.sql, args, None, False)
             cursor.execute(r.sql, args)
-            description = cursor.description
-            raw = cursor.fetchall() if description is not None else []
-            dispatch.after_cursor_execute(conn, cursor, r.sql, args, None, False)
+            # Hot statements return rows (SELECT, or DML with RETURNING). The description (built
+            # per call by psycopg) is read once, for the result processors.
+            description = None if r.results else cursor.description
+            raw = cursor.fetchall()
+            if dispatch.after_cursor_execute:  # the outage log's "a statement ran", at least
+                dispatch.after_cursor_execute(conn, cursor, r.sql, args, None, False)
         except Exception as exc:
             # SQLAlchemy's own handling: the driver's error wrapped (OperationalError, ...), the
             # connection invalidated when it is dead (and the pool's older ones recycled).

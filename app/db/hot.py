@@ -109,7 +109,7 @@ def _render(stmt: Any, dialect: Dialect) -> Rendered:
             continue
         p = processors.get(name)
         fixed[name] = p(value) if p is not None and value is not None else value
-    columns = list(stmt.selected_columns)
+    columns = list(stmt.exported_columns)  # a SELECT's columns, or what DML RETURNING gives
     names = [c.key or f"c{i}" for i, c in enumerate(columns)]
     types = tuple(c.type.dialect_impl(dialect) for c in columns)
     order = tuple(state.positiontup) if state.positiontup is not None else None

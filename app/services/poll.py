@@ -98,10 +98,11 @@ def poll(
 def claim_next(db: Database, now: datetime, policy: LeasePolicy, factory: FactoryIdentity) -> Claimed | None:
     """The probe, then the claim. Round trips (touch and lazy reclaim aside, once a minute):
     PostgreSQL: empty 1 (the probe), with a job 2 (the probe; the one-statement claim, document
-    included when it is one chunk), on one connection; a head whose client has an in-flight limit
-    adds the claim in a transaction (BEGIN, pick, client lock, UPDATE, COMMIT).
-    SQLite: empty 3 (BEGIN, probe, ROLLBACK), with a job 7 (+ BEGIN IMMEDIATE, pick with the
-    one-chunk document, UPDATE, COMMIT), two connections (reads never take the write lock)."""
+    included when it is one chunk), on one hot connection (`Database.hot`: autocommit, below
+    SQLAlchemy's Core execution); a head whose client has an in-flight limit adds the claim in a
+    transaction (BEGIN, pick, client lock, UPDATE, COMMIT).
+    SQLite: empty 1 (the probe, alone in autocommit), with a job 5 (+ BEGIN IMMEDIATE, pick with
+    the one-chunk document, UPDATE, COMMIT), two connections (the probe never takes the write lock)."""
     owner, workers = factory.name, factory.workers
     if not db.is_sqlite:
 

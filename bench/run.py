@@ -42,9 +42,12 @@ PACKAGES = ("SQLAlchemy", "psycopg", "gunicorn", "Flask", "Werkzeug", "celery", 
 # What limits a row whose target is missed (after the Core hot path: 1 round trip per empty poll, 2 per
 # poll with a job, 1 per finish on PostgreSQL, no pre-ping).
 LIMITS = {
-    "dispatch": "web-worker CPU per request (web_cpu_ms), not round trips (stmts/checkouts): Flask/werkzeug "
-                "request handling, XML-RPC parsing and base64 of the 10 KiB document and result, SQLAlchemy Core "
-                "execution, auth and metrics, in Python on 2 cores shared with the database and the 8 clients",
+    "dispatch": "web-worker CPU per request (web_cpu_ms), not round trips (stmts/checkouts): XML-RPC parsing "
+                "and base64 of the 10 KiB document and result, the pool checkout and psycopg, auth and metrics, in "
+                "Python on 2 cores shared with the database and the 8 clients; on the embedded default also the "
+                "mirror's removal through kombu's SQL broker and SQLite's write transactions (claim, finish) "
+                "through the ORM session; the empty poll's Python costs ~0.5 ms where granian's ping costs a "
+                "fraction of that (docs/benchmarks.md, 'Web CPU per request')",
     "claims": "the poll service does more than the raw claim: the fair-share probe over every served pair, the "
               "factory touch and a session per poll (several statements), where the raw claim is one prepared "
               "statement on one kept connection; pgqueuer batches on asyncpg",

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.hot import HotConnection
 from app.domain.errors import Unavailable
 
 log = logging.getLogger("convhub.db")
@@ -136,6 +137,36 @@ class Database:
                 continue
             return out
         raise AssertionError("unreachable")
+
+    def hot(self, fn: Callable[[HotConnection], T]) -> T:
+        """`fn` on one pooled connection in autocommit, its statements run below SQLAlchemy's Core
+        execution layer (`app.db.hot`): each statement is its own transaction, one round trip, on
+        SQLite too. For the hot path's reads and its one-statement writes. A dead pooled connection:
+        `fn` runs once more on a fresh one, as in `run`; outages are answered as in `run`."""
+        for attempt in (1, 2):
+            try:
+                with self._translate_errors(retryable=attempt == 1), self.engine.connect() as conn:
+                    return self._hot_once(conn, fn)
+            except _DeadConnection:
+                log.info("a pooled database connection was dead; running the request on a fresh one")
+                continue
+        raise AssertionError("unreachable")
+
+    def _hot_once(self, conn: Connection, fn: Callable[[HotConnection], T]) -> T:
+        if self.is_sqlite:  # pysqlite's own transactions are off: its connections are in autocommit
+            return fn(HotConnection(conn))
+        # psycopg's autocommit switched on and off here: a local attribute, no round trip, and half
+        # the cost of SQLAlchemy's isolation-level option on every checkout and return.
+        dbapi = conn.connection.dbapi_connection
+        dbapi.autocommit = True  # type: ignore[union-attr]
+        try:
+            return fn(HotConnection(conn))
+        finally:
+            if not conn.invalidated:
+                try:
+                    dbapi.autocommit = False  # type: ignore[union-attr]
+                except Exception:  # a broken connection must not go back to the pool as it is
+                    conn.invalidate()
 
     def _run_once(self, fn: Callable[[Session], T], read: bool, autocommit: bool) -> T:
         if autocommit and not self.is_sqlite:

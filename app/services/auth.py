@@ -53,6 +53,11 @@ def factory_workers(factory: Factory) -> tuple[WorkerSpec, ...]:
     )
 
 
+def _digest(secret: str) -> str:
+    """The cache key's form of a secret (the secret itself is never kept)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class Authenticator:
     def __init__(self, ttl_seconds: int = 60, max_entries: int = 10000, throttle: FailureThrottle | None = None) -> None:
         self.ttl = timedelta(seconds=ttl_seconds)
@@ -114,7 +119,7 @@ class Authenticator:
     ) -> object:
         """`load` returns (identity, stored hash) or None for an unknown name."""
         self.check_throttle(kind, name, caller, now)
-        key = (kind, name, hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest())
+        key = (kind, name, _digest(secret))
         hit = self._cached(key, now)
         if hit is not None:
             self.record(kind, name, caller, now, ok=True)
@@ -142,6 +147,20 @@ class Authenticator:
         ident = self._verify("client", name, secret, now, load, caller)
         assert isinstance(ident, ClientIdentity)
         return ident
+
+    def cached_factory(self, name: str, secret: str, now: datetime, caller: Caller | None = None) -> FactoryIdentity | None:
+        """The factory, when these credentials were verified within the cache's lifetime: no session,
+        no database. None otherwise (then `factory` verifies them). Throttling, the failure count
+        and a disabled factory are answered as `factory` answers them."""
+        self.check_throttle("factory", name, caller, now)
+        hit = self._cached(("factory", name, _digest(secret)), now)
+        if hit is None:
+            return None
+        self.record("factory", name, caller, now, ok=True)
+        assert isinstance(hit, FactoryIdentity)
+        if hit.disabled:
+            raise FactoryDisabled(f"factory {name!r} is disabled")
+        return hit
 
     def factory(
         self, session: Session, name: str, secret: str | None, now: datetime, caller: Caller | None = None

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import hot
 from app.db.models import Blob, Content, Job
 from app.domain.leases import LeasePolicy
 from app.domain.matching import WorkerSpec
@@ -42,14 +43,15 @@ class Claimed:
     document: bytes | None = None
 
 
-def probe(session: Session, workers: Sequence[WorkerSpec]) -> list[tuple[tuple[float, int], tuple[str, str]]]:
+def probe(on: hot.Runner, workers: Sequence[WorkerSpec]) -> list[tuple[tuple[float, int], tuple[str, str]]]:
     """Read-only: the head (smallest fair-share tag) of every pair, smallest first. No write, no scan.
+    `on`: a session's transaction, or a hot connection (the poll's).
 
     Round trips: one (a UNION ALL of per-pair LIMIT 1 index walks)."""
     if not workers:
         return []
     pairs, q = sql.probe_query(tuple(workers))
-    found = [((row.vtag, row.id), pairs[row.pair]) for row in session.execute(q)]
+    found = [((row.vtag, row.id), pairs[row.pair]) for row in hot.rows(on, q)]
     found.sort()
     return found
 
@@ -117,9 +119,9 @@ NEEDS_TRANSACTION = NeedsTransaction()
 
 
 def claim_at_once(
-    session: Session, now: datetime, policy: LeasePolicy, *, owner: str, workers: Sequence[WorkerSpec], pairs: Sequence[tuple[str, str]]
+    on: hot.Runner, now: datetime, policy: LeasePolicy, *, owner: str, workers: Sequence[WorkerSpec], pairs: Sequence[tuple[str, str]]
 ) -> Claimed | NeedsTransaction | None:
-    """PostgreSQL, autocommit: the claim as one statement per pair tried, the document included when
+    """PostgreSQL, autocommit (`on`: a hot connection, or an autocommit session): the claim as one statement per pair tried, the document included when
     it is one chunk. Round trips: 1 per pair tried (the first pair with a head, as a rule).
 
     Same order and rules as `claim` (fair share, priority, followers never claimed). A head whose
@@ -133,7 +135,7 @@ def claim_at_once(
         ws = by_pair.get(pair)
         if not ws:
             continue
-        row = session.execute(sql.claim_statement(pair, ws), params).first()
+        row = hot.first(on, sql.claim_statement(pair, ws), params)
         if row is None:
             continue  # nothing claimable there (any more)
         if row.id is None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from app.db import hot
 from app.db.blobs import CHUNK
 from app.db.engine import Database, after_commit
 from app.db.models import Result
@@ -150,7 +151,7 @@ def finish(
 
 
 def finish_at_once(
-    session: Session, now: datetime, *, guid: str, owner: str, token: str | None, fmt: str, data: bytes, max_bytes: int
+    session: hot.Runner, now: datetime, *, guid: str, owner: str, token: str | None, fmt: str, data: bytes, max_bytes: int
 ) -> Finished | None:
     """The finish of a one-chunk result whose job needs nothing else (no success URL, no waiting
     follower, no earlier result, format as asked, lease live), or None with nothing written.
@@ -161,7 +162,7 @@ def finish_at_once(
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS or not data or len(data) > min(max_bytes, CHUNK) or not _plain(guid, owner, token):
         return None  # the general path refuses it, or stores it in chunks
-    is_pg = _is_pg(session)
+    is_pg = hot.is_postgresql(session)
     params: dict[str, object] = {"a_guid": guid, "a_owner": owner, "a_now": now, "a_fmt": fmt}
     if token is not None:
         params["a_token"] = token
@@ -170,8 +171,9 @@ def finish_at_once(
     stmt = sql.FINISH_AT_ONCE[(is_pg, token is not None)]
     if is_pg:
         params.update(a_size=len(data), a_sha256=sha256, a_data=data, a_rguid=rguid, a_ext=None if fmt == "odf" else fmt)
-        row = session.execute(stmt, params).first()
+        row = hot.first(session, stmt, params)
         return None if row is None else Finished(row.guid, row.application, row.version)
+    assert isinstance(session, Session)  # SQLite: in the caller's write transaction
     job = session.execute(stmt, params).first()
     if job is None:
         return None
@@ -281,10 +283,7 @@ def finish_job(
         return pending.pop() if pending else document()  # the stream read so far, then decoded afresh
 
     if one is not None and not db.is_sqlite:
-        done = db.run(
-            lambda s: finish_at_once(s, now, guid=guid, owner=owner, token=token, fmt=fmt, data=one, max_bytes=max_bytes),
-            autocommit=True,
-        )
+        done = db.hot(lambda h: finish_at_once(h, now, guid=guid, owner=owner, token=token, fmt=fmt, data=one, max_bytes=max_bytes))
         if done is not None:
             return done
     return db.run(

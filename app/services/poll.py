@@ -11,9 +11,9 @@ import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from app.db.engine import Database
+from app.db.hot import HotConnection
 from app.db.models import Factory
 from app.domain.leases import LeasePolicy
 from app.services import claims, maintenance
@@ -98,24 +98,25 @@ def poll(
 def claim_next(db: Database, now: datetime, policy: LeasePolicy, factory: FactoryIdentity) -> Claimed | None:
     """The probe, then the claim. Round trips (touch and lazy reclaim aside, once a minute):
     PostgreSQL: empty 1 (the probe), with a job 2 (the probe; the one-statement claim, document
-    included when it is one chunk), on one connection; a head whose client has an in-flight limit
-    adds the claim in a transaction (BEGIN, pick, client lock, UPDATE, COMMIT).
-    SQLite: empty 3 (BEGIN, probe, ROLLBACK), with a job 7 (+ BEGIN IMMEDIATE, pick with the
-    one-chunk document, UPDATE, COMMIT), two connections (reads never take the write lock)."""
+    included when it is one chunk), on one hot connection (`Database.hot`: autocommit, below
+    SQLAlchemy's Core execution); a head whose client has an in-flight limit adds the claim in a
+    transaction (BEGIN, pick, client lock, UPDATE, COMMIT).
+    SQLite: empty 1 (the probe, alone in autocommit), with a job 5 (+ BEGIN IMMEDIATE, pick with
+    the one-chunk document, UPDATE, COMMIT), two connections (the probe never takes the write lock)."""
     owner, workers = factory.name, factory.workers
     if not db.is_sqlite:
 
-        def probe_and_claim(s: Session) -> Claimed | claims.NeedsTransaction | None:
-            heads = claims.probe(s, workers)
+        def probe_and_claim(h: HotConnection) -> Claimed | claims.NeedsTransaction | None:
+            heads = claims.probe(h, workers)
             if not heads:
                 return None
-            return claims.claim_at_once(s, now, policy, owner=owner, workers=workers, pairs=[p for _, p in heads])
+            return claims.claim_at_once(h, now, policy, owner=owner, workers=workers, pairs=[p for _, p in heads])
 
-        found = db.run(probe_and_claim, autocommit=True)
+        found = db.hot(probe_and_claim)
         if not isinstance(found, claims.NeedsTransaction):
             return found
         return db.run(lambda s: claims.claim(s, now, policy, owner=owner, workers=workers))
-    heads = db.run(lambda s: claims.probe(s, workers), read=True)
+    heads = db.hot(lambda h: claims.probe(h, workers))
     if not heads:
         return None
     pairs = [p for _, p in heads]

@@ -8,6 +8,7 @@ this module; a reader following `jobs.poll` from the wire ends here, at the UPDA
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from app.db.blobs import CHUNK
@@ -199,12 +201,28 @@ def _best_queued_id(best, k, pair: tuple[str, str], workers: Sequence[WorkerSpec
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
     """One read of the claim: the pair's head K (smallest tag; locked FOR UPDATE SKIP LOCKED on
     PostgreSQL) says which client is served; that client's next job J there, by (priority DESC, id)
     on ix_jobs_queued_client_priority, is handed out, with what the lease answer needs about J
-    (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K."""
-    best = aliased(Job, name="best")  # per call, see not_blocked
+    (content, blob). K's tag is the slot J takes; with one priority and no requeues J is K.
+
+    Built once per (pair, worker set, database), like `claim_statement`: building it per claim was
+    a third of a SQLite claim's CPU. The cached statement is compiled once here, under a lock, so
+    that the aliases' lazily memoised column collections are complete before two threads share it."""
+    with _BUILD_LOCK:
+        stmt = _pick_query(pair, workers, is_pg)
+        stmt.compile(dialect=_DIALECTS[is_pg])
+    return stmt
+
+
+_BUILD_LOCK = threading.Lock()
+_DIALECTS = {True: postgresql.dialect(), False: sqlite.dialect()}
+
+
+def _pick_query(pair: tuple[str, str], workers: tuple[WorkerSpec, ...], is_pg: bool):  # type: ignore[no-untyped-def]
+    best = aliased(Job, name="best")  # a fresh alias per statement, see not_blocked
     head = head_query(pair, workers)
     if is_pg:
         head = head.with_for_update(skip_locked=True, of=Job)

@@ -13,7 +13,8 @@ log = logging.getLogger("convhub.web")
 
 
 def create_app(rt: Runtime):  # type: ignore[no-untyped-def]
-    """Build the WSGI application: Flask for /xmlrpc, /healthz, /metrics, /ops; spyne SOAP mounted beside it."""
+    """Build the WSGI application: Flask for /healthz, /metrics, /ops; XML-RPC's POST /xmlrpc answered
+    ahead of Flask; spyne SOAP mounted beside it."""
     flask_app = Flask("convhub")
     flask_app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_request_bytes
     flask_app.extensions["convhub"] = rt
@@ -44,7 +45,7 @@ def create_app(rt: Runtime):  # type: ignore[no-untyped-def]
         return jsonify(error="internal error", status=500), 500
 
     # Protocol adapters and the ops surface each take (runtime, flask_app, wsgi) and return the WSGI
-    # app to serve: XML-RPC registers a Flask route, SOAP mounts spyne beside Flask, and ops adds
+    # app to serve: XML-RPC answers POST /xmlrpc ahead of Flask, SOAP mounts spyne beside Flask, and ops adds
     # its routes and wraps everything in the request-logging middleware (outermost, so SOAP is logged).
     from app.web import ops
     from protocol import soap, xmlrpc

@@ -482,6 +482,8 @@ HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
 
 def marshal(value: object) -> list[bytes | StreamedBase64]:
     """A methodResponse for ``value``: byte pieces and streamed documents, in order."""
+    if type(value) is dict and not value:
+        return [_EMPTY_STRUCT]  # the empty poll's answer, built once
     out: list[str | StreamedBase64] = [HEAD + "<methodResponse>\n<params>\n<param>\n"]
     _dump(value, out)
     out.append("\n</param>\n</params>\n</methodResponse>\n")
@@ -496,6 +498,9 @@ def marshal(value: object) -> list[bytes | StreamedBase64]:
             pieces.append(item)
     pieces.append("".join(buf).encode("utf-8"))
     return pieces
+
+
+_EMPTY_STRUCT = (HEAD + "<methodResponse>\n<params>\n<param>\n<value><struct></struct></value>\n</param>\n</params>\n</methodResponse>\n").encode()
 
 
 def fault(code: int, message: str) -> bytes:

@@ -141,3 +141,11 @@ def test_fault_body():
     with pytest.raises(xmlrpc.client.Fault) as info:
         xmlrpc.client.loads(wire.fault(409, "lease <x> & y"))
     assert info.value.faultCode == 409 and info.value.faultString == "lease <x> & y"
+
+
+def test_the_prebuilt_empty_poll_answer_is_what_marshal_builds():
+    class Struct(dict):  # type: ignore[type-arg]
+        """Not a plain dict: marshalled the general way."""
+
+    assert wire.marshal({}) == [b"".join(wire.marshal(Struct()))]
+    assert xmlrpc.client.loads(wire.marshal({})[0]) == (({},), None)

@@ -1,0 +1,35 @@
+"""purge_items: what a range delete leaves for beat's purge (uploads and result bytes to check)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-11-30
+
+A range delete (deleteContentConversions) now removes its jobs' rows in one DELETE instead of
+marking them DELETED with an UPDATE: on PostgreSQL a DELETE only stamps the rows, while the UPDATE
+wrote a new row version and an entry in ~6 indexes per row (100k rows: 160 MB of WAL, seconds).
+The uploads the removed jobs used and their results' bytes are recorded here, for beat to free when
+nothing references them any more. No index: beat reads and deletes in id order.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "purge_items",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("content_id", sa.BigInteger(), nullable=True),
+        sa.Column("blob_id", sa.BigInteger(), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("purge_items")

@@ -234,6 +234,8 @@ class Result(Base):
     __tablename__ = "results"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     guid: Mapped[str] = mapped_column(String(36), unique=True)
+    # PostgreSQL has no constraint behind this key since migration 0009 (its cascade trigger ran once
+    # per job a range delete removed): every removal deletes a job's result with the job.
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
     blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"), index=True)
     format: Mapped[str] = mapped_column(String(10))

@@ -191,8 +191,8 @@ def delete_range(
 ) -> RangeDeleted:
     """Remove the client's jobs with delete_from <= submitted < delete_to; in-flight ones are skipped.
 
-    One DELETE removes the rows (gone from every listing, count and claim from the commit on) and
-    records in `purge_items` the uploads they used and their results' bytes; beat frees those later
+    One DELETE removes the rows and their results (gone from every listing, count and claim from the
+    commit on) and records in `purge_items` the uploads they used and the results' bytes; beat frees those later
     (app.services.maintenance.purge_deleted). A DELETE leaves the indexes alone, where the UPDATE to
     DELETED it replaces wrote a new row version and ~6 index entries per row (a 100k range took
     seconds). The claim's `state = 0` condition and this DELETE's state condition make a racing poll
@@ -209,13 +209,16 @@ def delete_range(
         session.execute(select(Job.id).where(*window, sql.IS_IN_FLIGHT).order_by(Job.id).with_for_update())
         # One statement, one snapshot: the rows deleted are exactly the rows recorded.
         gone = delete(Job).where(*window, sql.IS_DELETABLE).returning(Job.id, Job.content_id).cte("gone")
+        # Their results go in the same statement (no foreign key cascade since 0009: its trigger
+        # ran once per deleted row).
+        results = delete(Result).where(Result.job_id == gone.c.id).returning(Result.blob_id).cte("results")
         items = (
             insert(PurgeItem)
             .from_select(
                 ["content_id", "blob_id"],
                 union_all(
                     select(gone.c.content_id, cast(null(), BigInteger)).distinct(),
-                    select(cast(null(), BigInteger), Result.blob_id).join(gone, gone.c.id == Result.job_id).distinct(),
+                    select(cast(null(), BigInteger), results.c.blob_id).distinct(),
                 ),
             )
             .returning(PurgeItem.id)
@@ -230,6 +233,7 @@ def delete_range(
         session.execute(
             insert(PurgeItem).from_select(["blob_id"], select(Result.blob_id).where(Result.job_id.in_(deletable.scalar_subquery())).distinct())
         )
+        session.execute(delete(Result).where(Result.job_id.in_(deletable.scalar_subquery())).execution_options(synchronize_session=False))
         res = session.execute(delete(Job).where(*window, sql.IS_DELETABLE).execution_options(synchronize_session=False))
         deleted = int(res.rowcount or 0)  # type: ignore[attr-defined]
     # Jobs following a deleted one (result cache) are queued on their own.

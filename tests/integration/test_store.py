@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import event, func, select
 
-from app.db.models import Blob, Content, Job
+from app.db.models import Blob, Content, Job, Result
 from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
@@ -271,6 +271,7 @@ def test_range_delete_of_completed_jobs_frees_their_bytes_on_purge_but_not_share
     assert (r.deleted, r.skipped) == (2, 0)
     with rt.db.read_session() as s:  # the rows are gone at once, the bytes wait for beat
         assert set(s.scalars(select(Job.id))) == {hit}
+        assert set(s.scalars(select(Result.job_id))) == {hit}  # their results went with them
         assert s.get(Blob, own_bytes) is not None
     with rt.db.session() as s:
         assert maintenance.purge_deleted(s, rt.now()) > 0

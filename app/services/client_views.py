@@ -192,11 +192,11 @@ def delete_range(
     """Remove the client's jobs with delete_from <= submitted < delete_to; in-flight ones are skipped.
 
     One DELETE removes the rows and their results (gone from every listing, count and claim from the
-    commit on) and records in `purge_items` the uploads they used and the results' bytes; beat frees those later
-    (app.services.maintenance.purge_deleted). A DELETE leaves the indexes alone, where the UPDATE to
-    DELETED it replaces wrote a new row version and ~6 index entries per row (a 100k range took
-    seconds). The claim's `state = 0` condition and this DELETE's state condition make a racing poll
-    and delete exclusive per row.
+    commit on) and records in `purge_items` the uploads they used and the results' bytes, which beat
+    frees later (app.services.maintenance.purge_deleted). A DELETE leaves the indexes alone, where
+    the UPDATE to DELETED it replaces (migration 0009) wrote a new row version and ~6 index entries
+    per row: a 100k range took seconds. The claim's `state = 0` condition and this DELETE's state
+    condition make a racing poll and delete exclusive per row.
     """
     delete_to = delete_to or now
     if delete_to < delete_from:
@@ -225,7 +225,7 @@ def delete_range(
             .cte("items")
         )
         deleted = int(session.scalar(select(func.count()).select_from(gone).add_cte(items)) or 0)
-    else:  # SQLite: one writer at a time, so the three statements see the same rows
+    else:  # SQLite: one writer at a time, so these statements all see the same rows
         deletable = select(Job.id).where(*window, sql.IS_DELETABLE)
         session.execute(
             insert(PurgeItem).from_select(["content_id"], select(Job.content_id).where(Job.id.in_(deletable.scalar_subquery())).distinct())

@@ -191,12 +191,13 @@ def delete_range(
 ) -> RangeDeleted:
     """Remove the client's jobs with delete_from <= submitted < delete_to; in-flight ones are skipped.
 
-    One DELETE removes the rows and their results (gone from every listing, count and claim from the
-    commit on) and records in `purge_items` the uploads they used and the results' bytes, which beat
-    frees later (app.services.maintenance.purge_deleted). A DELETE leaves the indexes alone, where
-    the UPDATE to DELETED it replaces (migration 0009) wrote a new row version and ~6 index entries
-    per row: a 100k range took seconds. The claim's `state = 0` condition and this DELETE's state
-    condition make a racing poll and delete exclusive per row.
+    PostgreSQL: one DELETE removes the rows and their results (gone from every listing, count and
+    claim from the commit on) and records in `purge_items` the uploads they used and the results'
+    bytes, which beat frees later (app.services.maintenance.purge_deleted). A DELETE leaves the
+    indexes alone, where the UPDATE to DELETED it replaces (migration 0009) wrote a new row version
+    and ~6 index entries per row: a 100k range took seconds. SQLite: one UPDATE marks the rows
+    DELETED (invisible from the commit on), purged by beat. The claim's `state = 0` condition and
+    this statement's state condition make a racing poll and delete exclusive per row.
     """
     delete_to = delete_to or now
     if delete_to < delete_from:
@@ -225,19 +226,21 @@ def delete_range(
             .cte("items")
         )
         deleted = int(session.scalar(select(func.count()).select_from(gone).add_cte(items)) or 0)
-    else:  # SQLite: one writer at a time, so these statements all see the same rows
-        deletable = select(Job.id).where(*window, sql.IS_DELETABLE)
-        session.execute(
-            insert(PurgeItem).from_select(["content_id"], select(Job.content_id).where(Job.id.in_(deletable.scalar_subquery())).distinct())
+        # Jobs following a deleted one (result cache) are queued on their own.
+        result_cache.release_orphaned_followers(session, now, mirror)
+    else:
+        # SQLite deletes a row from every index (13 on jobs) and checks each foreign key pointing
+        # at it, where an UPDATE rewrites only the entries of the columns it changes: marking the
+        # rows DELETED (purged by beat) stays the cheaper way there (100k: 1.1 s against 1.8 s).
+        # Its writers are serial: nothing changes between these statements.
+        res = session.execute(
+            update(Job)
+            .where(*window, sql.IS_DELETABLE)
+            .values(state=DELETED, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
-        session.execute(
-            insert(PurgeItem).from_select(["blob_id"], select(Result.blob_id).where(Result.job_id.in_(deletable.scalar_subquery())).distinct())
-        )
-        session.execute(delete(Result).where(Result.job_id.in_(deletable.scalar_subquery())).execution_options(synchronize_session=False))
-        res = session.execute(delete(Job).where(*window, sql.IS_DELETABLE).execution_options(synchronize_session=False))
         deleted = int(res.rowcount or 0)  # type: ignore[attr-defined]
-    # Jobs following a deleted one (result cache) are queued on their own.
-    result_cache.release_orphaned_followers(session, now, mirror)
+        result_cache.release_followers(session, now, mirror, select(Job.id).where(*window, sql.IS_DELETED))
     skipped = int(session.scalar(select(func.count()).select_from(Job).where(*window, sql.IS_IN_FLIGHT)) or 0)
     session.add(
         RangeDelete(

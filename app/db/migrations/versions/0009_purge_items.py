@@ -4,8 +4,8 @@ Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-30
 
-A range delete (deleteContentConversions) now removes its jobs' rows in one DELETE instead of
-marking them DELETED with an UPDATE: on PostgreSQL a DELETE only stamps the rows, while the UPDATE
+A range delete (deleteContentConversions) on PostgreSQL now removes its jobs' rows in one DELETE
+instead of marking them DELETED with an UPDATE (SQLite keeps the UPDATE, cheaper there): on PostgreSQL a DELETE only stamps the rows, while the UPDATE
 wrote a new row version and an entry in ~6 indexes per row (100k rows: 160 MB of WAL, seconds).
 The uploads the removed jobs used and their results' bytes are recorded here, for beat to free when
 nothing references them any more. No index: beat reads and deletes in id order.

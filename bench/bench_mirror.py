@@ -12,13 +12,18 @@ Not a test.
 
     .venv/bin/python bench/bench_mirror.py [--brokers redis,amqp,sql] [--backlog 100000]
         [--threads 16] [--seconds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
-        [--redis redis://127.0.0.1:6379/13] [--amqp amqp://guest:guest@127.0.0.1:5672//]
+        [--redis redis://127.0.0.1:6379/13] [--amqp amqp://guest:guest@127.0.0.1:5672//] [--sync-ab]
+
+`--sync-ab` (sql): then the broker alone, 16 threads removing head messages with no database work,
+synchronous FULL (sqlite3's default) and NORMAL (convhub's broker engine), and NORMAL with the
+threads' removals queued on the mirror's lock (convhub's default), alternated on the same file.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import platform
@@ -197,6 +202,65 @@ def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, th
     return sum(count) / (time.monotonic() - t0), sum(count)
 
 
+def removals_per_second(mirror: Any, ids: Any, threads: int, seconds: float) -> dict[str, float]:
+    """`threads` threads take the next job id and remove its message (`mirror.remove`), with no
+    database work: what the broker alone costs a claim. `ids` is a shared iterator in queue order,
+    so each removal finds its message among the head rows."""
+    lock, lat = threading.Lock(), []
+    stop = time.monotonic() + seconds
+
+    def run() -> None:
+        while time.monotonic() < stop:
+            with lock:
+                jid = next(ids, None)
+            if jid is None:
+                return
+            t0 = time.perf_counter()
+            mirror.remove(jid, *PAIR, lambda _j: True)
+            lat.append(time.perf_counter() - t0)
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lat.sort()
+    return {"removals_per_s": round(len(lat) / (time.monotonic() - t0), 1),
+            "p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else 0.0, "p99_ms": round(lat[int(len(lat) * .99)] * 1000, 2) if lat else 0.0}
+
+
+def sql_sync_ab(settings: Any, mirror: Any, ids: list[int], threads: int, seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """The embedded broker's removals alone, alternated on the same queue file in the same minute:
+    synchronous=FULL (sqlite3's default: an fsync per commit) and NORMAL (convhub's engine), each with
+    the threads waiting on SQLite's busy handler, and NORMAL with them queued on the mirror's
+    per-file lock (convhub's default).
+    The FULL engine is kombu's plain one, reached through another spelling of the file's path
+    (kombu caches one engine per URL)."""
+    from tasks.celery_app import make_celery
+    from tasks.mirror import KombuMirror
+
+    path = settings.broker_url.removeprefix("sqla+sqlite:///")
+    alias = dataclasses.replace(settings, broker_url="sqla+sqlite:///" + str(Path(path).parent) + "/./" + Path(path).name)
+    full_app = make_celery(alias)
+    full_app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
+    full_app.conf.broker_pool_limit = threads + 4
+    arms = {
+        "FULL": KombuMirror(full_app, queue_sqlite_writers=False),  # main before this change
+        "NORMAL": KombuMirror(mirror.app, queue_sqlite_writers=False),
+        "NORMAL, writers queued": mirror,  # convhub's default now
+    }
+    it = iter(ids)
+    out: dict[str, list[dict[str, float]]] = {k: [] for k in arms}
+    try:
+        for _ in range(rounds):
+            for name, arm in arms.items():
+                out[name].append(removals_per_second(arm, it, threads, seconds))
+    finally:
+        full_app.pool.force_close_all()
+    return out
+
+
 def bench_broker(broker: str, broker_url: str, url: str, db: Database, factory: FactoryIdentity, ids: list[int], args, tmp: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from app.config import Settings
     from tasks.celery_app import make_celery, prepare_embedded_broker
@@ -216,6 +280,7 @@ def bench_broker(broker: str, broker_url: str, url: str, db: Database, factory: 
         requeue_all(url)
         without, _ = claims_per_second(db, NullMirror(), factory, args.threads, args.seconds)
         requeue_all(url)
+        sync_ab = sql_sync_ab(settings, mirror, ids[claimed:], args.threads, args.seconds) if broker == "sql" and args.sync_ab else None
     finally:
         drop_queue(celery, broker)
         celery.pool.force_close_all()
@@ -228,6 +293,7 @@ def bench_broker(broker: str, broker_url: str, url: str, db: Database, factory: 
         "claimed_in_mirror_run": claimed,
         "queue_left_after_mirror_run": left,
         "stale_messages_left": None if left is None else left - (len(ids) - claimed),
+        **({"removals_alone_by_synchronous": sync_ab} if sync_ab else {}),
     }
 
 
@@ -241,6 +307,7 @@ def main() -> None:
     ap.add_argument("--redis", default=os.environ.get("CONVHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     ap.add_argument("--amqp", default=os.environ.get("CONVHUB_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     ap.add_argument("--out", default="bench/results/mirror.json")
+    ap.add_argument("--sync-ab", action="store_true", help="sql: also time removals alone, synchronous NORMAL vs FULL, alternated")
     args = ap.parse_args()
     brokers = [b for b in args.brokers.split(",") if b]
     unknown = set(brokers) - set(BROKERS)
@@ -268,6 +335,8 @@ def main() -> None:
                 print(f"{broker:6} {args.threads} claimers, {args.backlog} queued: with mirror {run['claims_per_s_with_mirror']}/s, "
                       f"without {run['claims_per_s_without_mirror']}/s, ratio {run['ratio']} "
                       f"(stale messages left: {run['stale_messages_left']})", flush=True)
+                for arm, rs in run.get("removals_alone_by_synchronous", {}).items():
+                    print(f"       removals alone, synchronous={arm}: " + "; ".join(f"{r['removals_per_s']}/s p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms" for r in rs), flush=True)
         db.dispose()
     finally:
         with pg_admin.connect() as c:

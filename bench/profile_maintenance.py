@@ -1,6 +1,7 @@
 """Profile of the scale rows' maintenance work on PostgreSQL (issue 14): counts of one client and a
 100k range delete over `--jobs` jobs (rows_scale.million_rows' data), with each statement's time and,
-with `--explain`, EXPLAIN (ANALYZE, BUFFERS) of the range delete's UPDATE.
+with `--explain`, EXPLAIN (ANALYZE, BUFFERS, WAL) of the range delete's DELETE and, for comparison,
+of the soft-delete UPDATE it replaced (migration 0009), both rolled back.
 
     .venv/bin/python bench/profile_maintenance.py --jobs 1000000 [--explain]
 
@@ -31,8 +32,19 @@ BULK = """
     SELECT gen_random_uuid()::text, 1, 1, 'Bulk App', '1', 'odt', 'pdf', 1, 0,
            (ARRAY[3,3,3,3,3,3,4,0,0,1])[1 + g % 10], :t + g * interval '1 second', :t, 0, 3
     FROM generate_series(0, :n - 1) AS g"""
-UPDATE = ("EXPLAIN (ANALYZE, BUFFERS) UPDATE jobs SET state = 9, updated_at = now() "
-          "WHERE client_id = 2 AND submitted_at >= :a AND submitted_at < :b AND state IN (0, 3, 4)")
+WINDOW = "client_id = 2 AND submitted_at >= :a AND submitted_at < :b AND state IN (0, 3, 4)"
+EXPLAINED = {
+    "range delete (DELETE, purge_items)": (
+        "EXPLAIN (ANALYZE, BUFFERS, WAL) WITH gone AS (DELETE FROM jobs WHERE " + WINDOW + " RETURNING id, content_id), "
+        "res AS (DELETE FROM results USING gone WHERE results.job_id = gone.id RETURNING results.blob_id), "
+        "items AS (INSERT INTO purge_items (content_id, blob_id) SELECT DISTINCT content_id, NULL::bigint FROM gone "
+        "UNION ALL SELECT DISTINCT NULL::bigint, blob_id FROM res RETURNING id) "
+        "SELECT count(*) FROM gone"
+    ),
+    "before 0009: soft delete (UPDATE to DELETED)": (
+        "EXPLAIN (ANALYZE, BUFFERS, WAL) UPDATE jobs SET state = 9, updated_at = now() WHERE " + WINDOW
+    ),
+}
 
 
 def main() -> None:
@@ -75,15 +87,16 @@ def main() -> None:
             print(f"  {d:7.3f} s {st}")
         event.remove(db.engine, "before_cursor_execute", before)
         event.remove(db.engine, "after_cursor_execute", after)
-        if args.explain:  # the same rows back to QUEUED, then the UPDATE explained and rolled back
-            with db.engine.begin() as c:
-                c.execute(text("UPDATE jobs SET state = 0 WHERE client_id = 2"))
+        if args.explain:  # the same window filled again, each statement explained and rolled back
+            _jobs(db, 100_000, client="2", pair=("Delete App", "1"))
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(text("VACUUM ANALYZE jobs"))
-            with db.engine.connect() as c:
-                for (line,) in c.execute(text(UPDATE), {"a": T0, "b": T0 + timedelta(seconds=100_000)}):
-                    print(line)
-                c.rollback()
+            for label, stmt in EXPLAINED.items():
+                print(f"-- {label}")
+                with db.engine.connect() as c:
+                    for (line,) in c.execute(text(stmt), {"a": T0, "b": T0 + timedelta(seconds=100_000)}):
+                        print(line)
+                    c.rollback()
         db.dispose()
 
 

@@ -8,6 +8,7 @@ longer QUEUED is dropped wherever it is met.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import logging
@@ -96,6 +97,16 @@ def _sql_take(message: Table, queue: Table) -> Delete:
     return delete(message).where(message.c.id == target)
 
 
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writer(url: str) -> threading.Lock:
+    """This process's lock for writing the SQLite broker file at `url`."""
+    with _SQLITE_WRITERS_LOCK:
+        return _SQLITE_WRITERS.setdefault(url, threading.Lock())
+
+
 class BrokerDown(Unavailable):
     """The broker failed recently; mirror work is skipped until the back-off ends."""
 
@@ -105,8 +116,11 @@ class KombuMirror:
     skipped (fast) for `backoff_seconds`, so a broker outage never slows submits or polls; the
     reconciliation beat task re-publishes what was skipped."""
 
-    def __init__(self, app: Celery, *, backoff_seconds: float = 5.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: Celery, *, backoff_seconds: float = 5.0, monotonic: Callable[[], float] = time.monotonic, queue_sqlite_writers: bool = True
+    ) -> None:
         self.app = app
+        self.queue_sqlite_writers = queue_sqlite_writers
         self.backoff_seconds = backoff_seconds
         self._monotonic = monotonic
         self._down_until = 0.0
@@ -194,7 +208,7 @@ class KombuMirror:
                 self._remove_redis(conn.default_channel, q.name, job_id)
                 return
             if conn.transport.driver_type == "sql":
-                self._remove_sql(conn.default_channel, q.name, job_id)
+                self._remove_sql(conn.default_channel, q.name, job_id, self.queue_sqlite_writers)
                 return
             self._remove_amqp(q, job_id, is_queued)
 
@@ -279,15 +293,26 @@ class KombuMirror:
         self._script(client, "take", _REDIS_TAKE)(keys=[key], args=[job_id, WINDOW], client=client)
 
     @staticmethod
-    def _remove_sql(channel, queue: str, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    def _remove_sql(channel, queue: str, job_id: int, queue_writers: bool = True) -> None:  # type: ignore[no-untyped-def]
         """kombu's SQL broker (the embedded default): one DELETE of this job's row among the WINDOW
         visible rows at the head, found by the job id in the message's `argsrepr` header (no
         decoding, no row read back, the queue's id looked up inside the statement). kombu's table
         cannot index the payload, so the window bounds the statement; a message beyond it, or one
-        already taken, is left alone and goes stale (reconciliation trims stale heads)."""
+        already taken, is left alone and goes stale (reconciliation trims stale heads).
+
+        SQLite: the removals of one process's threads queue on a lock of the file's own
+        (`queue_writers`) instead of on SQLite's busy handler, which polls with sleeps of up to
+        100 ms: each removal then starts the moment the previous one commits."""
         session = channel.session
-        if session.bind.name == "sqlite":
+        if session.bind.name != "sqlite":
+            KombuMirror._take_sql(session, channel, queue, job_id)
+            return
+        with _sqlite_writer(str(session.bind.url)) if queue_writers else contextlib.nullcontext():
             session.execute(text("BEGIN IMMEDIATE TRANSACTION"))  # as kombu's own get: no lock upgrade
+            KombuMirror._take_sql(session, channel, queue, job_id)
+
+    @staticmethod
+    def _take_sql(session, channel, queue: str, job_id: int) -> None:  # type: ignore[no-untyped-def]
         try:
             session.execute(_sql_take(channel.message_cls.__table__, channel.queue_cls.__table__), {"queue": queue, "pattern": f'%"argsrepr": "[{job_id}]"%'})
             session.commit()

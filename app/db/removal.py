@@ -47,7 +47,13 @@ def remove_jobs(session: Session, ids: list[int]) -> None:
         delete_unreferenced(session, [r[1] for r in results])
     content_ids = set(session.scalars(select(Job.content_id).where(Job.id.in_(ids))).all())
     session.execute(delete(Job).where(Job.id.in_(ids)))
-    # Uploads shared with surviving jobs stay; uploads now unused go with their last job.
+    remove_unused_contents(session, content_ids)
+
+
+def remove_unused_contents(session: Session, content_ids: set[int]) -> None:
+    """Uploads shared with surviving jobs stay; uploads now unused go with their last job."""
+    if not content_ids:
+        return
     still_used = set(session.scalars(select(Job.content_id).where(Job.content_id.in_(content_ids))).all())
     remove_contents(session, sorted(content_ids - still_used))
 

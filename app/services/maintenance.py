@@ -16,8 +16,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.db.engine import Database, after_commit
-from app.db.models import Callback, Content, ContentStrike, Job, JobCount, JobCountDelta, RangeDelete
-from app.db.removal import remove_contents, remove_jobs
+from app.db.models import (
+    Callback,
+    Content,
+    ContentStrike,
+    Job,
+    JobCount,
+    JobCountDelta,
+    PurgeItem,
+    RangeDelete,
+)
+from app.db.removal import delete_unreferenced, remove_contents, remove_jobs, remove_unused_contents
 from app.domain.errors import NotFound
 from app.domain.leases import after_lost_attempt
 from app.domain.states import DELETED, JobState, require_transition
@@ -237,14 +246,21 @@ def fold_job_counts(session: Session) -> int:
 
 
 def purge_deleted(session: Session, now: datetime, *, batch: int = PURGE_BATCH) -> int:
-    """Physically remove jobs marked DELETED (and their results and orphaned uploads)."""
+    """Physically remove jobs marked DELETED (and their results and orphaned uploads), and free what
+    range deletes left (`purge_items`: uploads no job uses any more, result bytes nothing
+    references any more); how many of both."""
     ids = list(session.scalars(select(Job.id).where(sql.IS_DELETED).limit(batch)).all())
     remove_jobs(session, ids)
-    if len(ids) < batch:  # all caught up: every pending range delete is now purged
+    items = session.execute(select(PurgeItem.id, PurgeItem.content_id, PurgeItem.blob_id).order_by(PurgeItem.id).limit(batch)).all()
+    if items:
+        session.execute(delete(PurgeItem).where(PurgeItem.id.in_([i for i, _, _ in items])))
+        remove_unused_contents(session, {int(c) for _, c, _ in items if c is not None})
+        delete_unreferenced(session, [int(b) for _, _, b in items if b is not None])
+    if len(ids) < batch and len(items) < batch:  # all caught up: every pending range delete is now purged
         session.execute(
             update(RangeDelete).where(RangeDelete.purged_at.is_(None)).values(purged_at=now).execution_options(synchronize_session=False)
         )
-    return len(ids)
+    return len(ids) + len(items)
 
 
 def purge_deleted_all(db: Database, now: datetime) -> int:

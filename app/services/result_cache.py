@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, exists, select, update
+from sqlalchemy.orm import Session, aliased
 
 from app.db.engine import after_commit
 from app.db.models import Blob, Content, Job, Result
@@ -167,11 +167,22 @@ def complete_followers(session: Session, now: datetime, notifier: Notifier, lead
 
 def release_followers(session: Session, now: datetime, mirror: Mirror | None, leader: int | Select[Any]) -> list[int]:
     """The leader will not complete (failed, cancelled, deleted): its followers are queued on their
-    own and published. `leader` is a job id, or a SELECT of job ids (a range delete)."""
-    # A SELECT of leaders (a range delete of 100k jobs) is matched from the followers' side: the
-    # explicit IS NOT NULL lets the planner start from ix_jobs_follows (followers only) and probe
-    # each follower's leader, instead of reading every leader to find the few that have followers.
+    own and published. `leader` is a job id, or a SELECT of job ids."""
+    # A SELECT of leaders is matched from the followers' side: the explicit IS NOT NULL lets the
+    # planner start from ix_jobs_follows (followers only) and probe each follower's leader, instead
+    # of reading every leader to find the few that have followers.
     cond = Job.follows_job_id == leader if isinstance(leader, int) else and_(Job.follows_job_id.is_not(None), Job.follows_job_id.in_(leader.scalar_subquery()))
+    return _release(session, now, mirror, cond)
+
+
+def release_orphaned_followers(session: Session, now: datetime, mirror: Mirror | None) -> list[int]:
+    """Followers whose leader's row is gone (a range delete removed it) are queued on their own and
+    published. Starts from ix_jobs_follows (QUEUED followers only, few) and probes each leader."""
+    leader = aliased(Job)
+    return _release(session, now, mirror, and_(Job.follows_job_id.is_not(None), ~exists().where(leader.id == Job.follows_job_id)))
+
+
+def _release(session: Session, now: datetime, mirror: Mirror | None, cond: Any) -> list[int]:
     rows = session.execute(select(Job.id, Job.application, Job.version).where(cond, Job.state == int(JobState.QUEUED))).all()
     if not rows:
         return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.db.models import Job
 from app.services.auth import FactoryIdentity
@@ -322,5 +322,9 @@ def test_the_embedded_broker_file_is_in_wal_mode(tmp_path, clock):
         assert _length(rt) == 1
         with sqlite3.connect(settings.broker_url.removeprefix("sqla+sqlite:///")) as c:
             assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # The connections kombu's engine opens commit without an fsync (synchronous=NORMAL, 1;
+        # sqlite3's default is FULL, 2).
+        with rt.celery.connection_for_write() as conn:
+            assert conn.default_channel.session.execute(text("PRAGMA synchronous")).scalar() == 1
     finally:
         close_runtime(rt)

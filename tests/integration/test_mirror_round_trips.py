@@ -171,3 +171,28 @@ def test_the_sql_brokers_delete_walks_the_head_index_and_sorts_nothing(tmp_path)
             assert not any("TEMP B-TREE" in step for step in plan), plan
             assert any("INDEX ix_kombu_message_timestamp" in step for step in plan), plan
             assert c.execute(_sql_take(message, queue), {"queue": "q", "pattern": '%"argsrepr": "[7]"%'}).rowcount == 1
+
+
+def test_the_embedded_brokers_removals_queue_on_the_files_lock(make_runtime, tmp_path, monkeypatch):
+    """One process's removals wait for each other on a lock of the broker file's own, not on
+    SQLite's busy handler (which polls with sleeps): each removal holds it from BEGIN to COMMIT."""
+    from tasks import mirror as mirror_module
+
+    (tmp_path / "var").mkdir(exist_ok=True)
+    rt = make_runtime(broker_url=f"sqla+sqlite:///{tmp_path / 'var' / 'broker.db'}")
+    ids = [1, 2, 3]
+    fill(rt, ids)
+    held: list[str] = []
+
+    class Recording:
+        def __enter__(self) -> None:
+            held.append("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            held.append("exit")
+
+    monkeypatch.setattr(mirror_module, "_sqlite_writer", lambda url: Recording())
+    with broker_calls(rt, monkeypatch) as calls:
+        rt.mirror.remove(ids[0], *PAIR, live)
+    assert held == ["enter", "exit"] and calls, calls
+    assert rt.mirror.queue_length(*PAIR) == 2

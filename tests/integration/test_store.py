@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import event, func, select
 
-from app.db.models import Blob, Content, Job
+from app.db.models import Blob, Content, Job, Result
 from app.domain.errors import (
     AuthenticationFailed,
     BadArgument,
@@ -227,12 +227,60 @@ def test_delete_range_hides_skips_and_purges(rt, clock):
     with rt.db.session() as s:
         r = client_views.delete_range(s, rt.now(), a, t0, None)  # to now
     assert (r.deleted, r.skipped) == (2, 1)
-    with rt.db.session() as s:
+    with rt.db.read_session() as s:  # the jobs are gone (or DELETED on SQLite); their uploads wait for beat
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.state != DELETED)) == 1
+        assert s.scalar(select(func.count()).select_from(Content)) == 5
+    with rt.db.session() as s:  # PostgreSQL: the 4 uploads only removed jobs used; SQLite: the 4 jobs
         assert maintenance.purge_deleted(s, rt.now()) == 4
     with rt.db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
         assert s.scalar(select(func.count()).select_from(Content)) == 1
         assert s.scalar(select(func.count()).select_from(Blob)) == 1
+
+
+def _finish(rt, claimed, data):  # type: ignore[no-untyped-def]
+    with rt.db.session() as s:
+        leases.finish(s, rt.now(), rt.notifier, guid=claimed.guid, owner="factory-1", token=claimed.lease_token,
+                      fmt="pdf", parts=data, max_bytes=10**6)
+
+
+def test_range_delete_of_completed_jobs_frees_their_bytes_on_purge_but_not_shared_ones(rt, clock):
+    """A range delete removes the rows at once; beat's purge then frees the uploads and result bytes
+    they left, except bytes a surviving job's result still shares (result cache)."""
+    import datetime as dt
+
+    a = add_client(rt)
+    add_factory(rt)
+    t0 = clock()
+    leader, _ = submit_job(rt, a, b"PK shared document")
+    _finish(rt, _claim(rt), b"%PDF shared result")
+    clock.advance(10)
+    own, _ = submit_job(rt, a, b"PK own document")
+    _finish(rt, _claim(rt), b"%PDF own result")
+    clock.advance(50)
+    with rt.db.session() as s:  # a cache hit: its result shares the leader's bytes
+        content = submission.upload(s, rt.now(), client_id=a, filename="doc.odt", parts=b"PK shared document", max_bytes=10**6)
+        hit = submission.submit(s, rt.now(), rt.mirror, client_id=a, content=content, application="LibreOffice Writer",
+                                version="7.4", fmt="pdf", notifier=rt.notifier).id
+    with rt.db.read_session() as s:
+        shared = client_views.result_of(s, a, hit).blob_id
+        assert client_views.result_of(s, a, leader).blob_id == shared
+        own_bytes = client_views.result_of(s, a, own).blob_id
+    with rt.db.session() as s:
+        r = client_views.delete_range(s, rt.now(), a, t0, t0 + dt.timedelta(seconds=30))
+    assert (r.deleted, r.skipped) == (2, 0)
+    with rt.db.read_session() as s:  # the jobs are gone at once (DELETED on SQLite), the bytes wait for beat
+        assert set(s.scalars(select(Job.id).where(Job.state != DELETED))) == {hit}
+        assert s.get(Blob, own_bytes) is not None
+    with rt.db.session() as s:
+        assert maintenance.purge_deleted(s, rt.now()) > 0
+    with rt.db.read_session() as s:
+        assert set(s.scalars(select(Job.id))) == {hit}
+        assert set(s.scalars(select(Result.job_id))) == {hit}
+        assert s.get(Blob, own_bytes) is None
+        assert s.get(Blob, shared) is not None
+        assert client_views.result_of(s, a, hit).blob_id == shared
+        assert s.scalar(select(func.count()).select_from(Content)) == 1  # the hit's upload only
 
 
 def test_retention_purges_old_terminal_jobs(rt, clock):
@@ -321,9 +369,9 @@ def test_delete_marks_are_invisible_to_poll_even_when_racing(make_runtime, pg_ur
     with rt.db.read_session() as s:
         states = dict(s.execute(select(Job.id, Job.state)).all())
     assert len(claimed) == len(set(claimed))
-    for i in ids:
-        assert (states[i] == DELETED) != (i in claimed), (i, states[i])
-    assert deleted["r"].deleted == sum(1 for i in ids if states[i] == DELETED)
+    for i in ids:  # a deleted job's row is gone
+        assert (i not in states) != (i in claimed), (i, states.get(i))
+    assert deleted["r"].deleted == sum(1 for i in ids if i not in states)
 
 
 def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime, pg_url):
@@ -350,7 +398,7 @@ def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime
         finished.set()
 
     def after_update(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is deleter and statement.lstrip().upper().startswith("UPDATE JOBS SET STATE"):
+        if threading.current_thread() is deleter and "DELETE FROM JOBS" in statement.upper():
             go.set()
             finished.wait(2)  # the finish commits now, unless the delete holds the job's row
 
@@ -365,8 +413,8 @@ def test_range_delete_counts_a_job_finishing_meanwhile_exactly_once(make_runtime
         go.set()
         t.join(30)
     state = _state(rt, job_id)
-    assert (r.deleted, r.skipped) == ((1, 0) if state == DELETED else (0, 1)), (r, state)
-    assert state == (DELETED if r.deleted else JobState.COMPLETE) and "result" in outcome
+    assert (r.deleted, r.skipped) == ((1, 0) if state is None else (0, 1)), (r, state)
+    assert state == (None if r.deleted else JobState.COMPLETE) and "result" in outcome
 
 
 def test_polls_reclaim_expired_leases_when_beat_is_down(rt, clock):

@@ -149,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             if g == "ceilings":
                 new = rows_http.ceilings(seconds, ctx)
             elif g == "dispatch":
-                new = rows_http.dispatch(seconds, 800 if args.quick else int(seconds * 100) + 500, ctx, lead=3.0 if args.quick else 4.0)
+                lead = 3.0 if args.quick else 4.0
+                # The factories cycle from the start of the lead (warm-up, unrecorded): the backlog must
+                # outlast lead + window at the fastest rate seen (~190 cycles/s), or the window measures
+                # empty polls (the row's empty_polls_during says if it did).
+                new = rows_http.dispatch(seconds, int((seconds + lead) * 300) + 500, ctx, lead=lead)
             elif g == "claims":
                 new = rows_claims.claims(2.0 if args.quick else seconds / 2, 20_000 if args.quick else 100_000, ctx,
                                          shapes=rows_claims.TARGET_SHAPES if args.quick else rows_claims.SHAPES)

@@ -188,6 +188,7 @@ class Server:
         return total
 
     def stop(self) -> None:
+        _RUNNING.discard(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -195,17 +196,62 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workers left behind by a master that died first
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+# Servers started and not yet stopped: stopped when the driver exits (normally, on an exception,
+# Ctrl-C or SIGTERM: see `stop_servers_on_exit`). A SIGKILLed driver cannot run this, so each server
+# is also started with a parent-death signal (Linux): it gets SIGTERM when the driver dies.
+_RUNNING: set[Server] = set()
+
+
+def _stop_running() -> None:
+    for srv in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            srv.stop()
+
+
+def stop_servers_on_exit() -> None:
+    """Called once by a driver's main(): SIGTERM exits through atexit, which stops the servers."""
+    import atexit
+
+    atexit.register(_stop_running)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _libc() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc() if sys.platform == "linux" else None  # loaded here: nothing is imported after fork
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def start_server(argv: list[str], port: int, env: dict[str, str], log: Path | None = None) -> Server:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, cwd=ROOT, start_new_session=True,
+                            preexec_fn=_die_with_parent if _LIBC is not None else None)
     try:
         wait_port(port, proc)
     except Exception:
         proc.kill()
         raise
-    return Server(proc, port)
+    srv = Server(proc, port)
+    _RUNNING.add(srv)
+    return srv
 
 
 # ------------------------------------------------------------------ load from client processes

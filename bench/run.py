@@ -32,6 +32,7 @@ for p in (str(ROOT), str(HERE), str(HERE / ".extra")):
     if p not in sys.path:
         sys.path.insert(0 if p != str(HERE / ".extra") else len(sys.path), p)
 
+import kit  # noqa: E402
 from kit import Row  # noqa: E402
 
 GROUPS = ("ceilings", "dispatch", "claims", "scale", "serving")
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     ap.add_argument("--markdown", metavar="FILE", help="print FILE (a results file) as a Markdown table and exit")
     args = ap.parse_args(argv)
+    kit.stop_servers_on_exit()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return 0

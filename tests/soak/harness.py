@@ -65,6 +65,9 @@ SPLIT_KINDS = ("web-worker-poll", "web-worker-finish", "web-master", "celery-wor
 SERVE_KINDS = ("serve-group",)
 
 
+SUBMITTERS = 8  # SOAP submitter threads (upload + convert per job, paced over submit_seconds)
+
+
 @dataclass(frozen=True)
 class SoakConfig:
     name: str
@@ -258,7 +261,9 @@ class Soak:
                     except Exception as exc:  # recorded: a submit that never succeeded is a failure
                         self.submit_errors.append(str(exc)[:300])
 
-        threads = [threading.Thread(target=run, daemon=True) for _ in range(3)]
+        # Enough submitters to keep the pace while kills make calls wait and retry (with 3, the full
+        # form's 5,000 jobs took ~260 s instead of the 150 s pace, which made the soak that much longer).
+        threads = [threading.Thread(target=run, daemon=True) for _ in range(SUBMITTERS)]
         for t in threads:
             t.start()
         for t in threads:
@@ -446,7 +451,7 @@ class Soak:
                         h.update(base64.b64decode(c.text or ""))
                     out[i] = h.hexdigest()
 
-        threads = [threading.Thread(target=run) for _ in range(4)]
+        threads = [threading.Thread(target=run) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:

@@ -50,7 +50,16 @@ class CeleryOutageFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None:
             return True
-        if exc.__class__.__name__ == "RestartFreqExceeded":  # billiard's: the reconnection loop's back-off
+        if isinstance(record.msg, str) and record.msg.startswith(("Couldn't ack", "Couldn't reject")):
+            # kombu: a task finished after its broker connection was lost (a broker restart). The
+            # message was not settled; the broker delivers it again (acks_late), and every convhub
+            # task is safe to run twice.
+            verb = "acknowledge" if record.msg.startswith("Couldn't ack") else "reject"
+            record.msg = "could not %s task message %r: %s (broker connection lost; the broker delivers it again)"
+            record.args = (verb, record.args[0] if isinstance(record.args, tuple) and record.args else "?", describe_error(exc))
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        elif exc.__class__.__name__ == "RestartFreqExceeded":  # billiard's: the reconnection loop's back-off
             record.exc_info, record.exc_text = None, None
         elif is_outage(exc):
             cause = exc.__cause__ or exc.__context__ or exc
@@ -61,6 +70,7 @@ class CeleryOutageFilter(logging.Filter):
 
 
 def quiet_celery_outages() -> None:
-    """Install CeleryOutageFilter on the loggers of beat and of the worker's consumer."""
-    for name in ("celery.beat", "celery.worker.consumer.consumer"):
+    """Install CeleryOutageFilter on the loggers of beat, of the worker's consumer and of its task
+    requests (which acknowledge messages)."""
+    for name in ("celery.beat", "celery.worker.consumer.consumer", "celery.worker.request"):
         logging.getLogger(name).addFilter(CeleryOutageFilter())

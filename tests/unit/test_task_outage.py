@@ -112,3 +112,28 @@ def test_beat_keeps_the_traceback_of_anything_else():
     record = _beat_record(KeyError("bug"))
     assert CeleryOutageFilter().filter(record)
     assert record.exc_info is not None
+
+
+def test_a_task_message_that_cannot_be_acknowledged_after_a_broker_restart_is_one_warning(caplog):
+    """Found by the loss soak: a task that finished just as RabbitMQ restarted made kombu log
+    "Couldn't ack" at CRITICAL with a traceback. The broker delivers the message again."""
+    from amqp.exceptions import RecoverableConnectionError
+    from kombu.message import Message
+
+    from app.logs import quiet_celery_outages
+
+    class Closed:
+        no_ack_consumers: set[str] = set()
+
+        def basic_ack(self, *a, **kw):  # type: ignore[no-untyped-def]
+            raise RecoverableConnectionError("connection already closed")
+
+    quiet_celery_outages()
+    log = logging.getLogger("celery.worker.request")
+    msg = Message(body=b"{}", delivery_tag=42, channel=Closed())
+    with caplog.at_level(logging.INFO, logger="celery.worker.request"):
+        msg.ack_log_error(log, (RecoverableConnectionError,))
+    [record] = [r for r in caplog.records if r.name == "celery.worker.request"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage().startswith("could not acknowledge task message 42: ")
+    assert "connection already closed" in record.getMessage() and "\n" not in record.getMessage()

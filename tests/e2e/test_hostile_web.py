@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import add_client, add_factory, close_runtime, free_port, submit_job, wait_for
+from tests.conftest import close_runtime, free_port, wait_for
 from tests.e2e.test_serve import CONVHUB, _cli, _env, _get
+from tests.hostile.conftest import seed
 from tests.hostile.corpus import CASES, META, Case
 from tests.hostile.kit import Target, check_clean, dump, send, soap, soap_body, xmlrpc, xmlrpc_body
 
@@ -56,17 +57,7 @@ def web_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     env["CONVHUB_WEB_BODY_TIMEOUT_SECONDS"] = "2"
     _cli(env, "db", "upgrade")
     rt = build_runtime(load_settings(env), broker=False)
-    mine = add_client(rt, "petshow", "Wf")
-    theirs = add_client(rt, "other", "other-secret")
-    add_factory(rt, "factory-1", "factory-secret-1")
-    add_factory(rt, "factory-2", "factory-secret-2")
-    jobs = [submit_job(rt, mine) for _ in range(2)] + [submit_job(rt, theirs)]
-    from sqlalchemy import select
-
-    from app.db.models import Content
-
-    with rt.db.read_session() as s:
-        contents = {c.client_id: c.identifier for c in s.scalars(select(Content))}
+    jobs, my_content, their_content = seed(rt)
     port = free_port()
     log_path = tmp / "web.log"
     log = log_path.open("w")
@@ -75,7 +66,7 @@ def web_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(base + "/healthz")[0] == 200, 90, "healthz")
-        target = Target(_Url(base), rt, "sqlite", jobs=jobs, my_content=contents[mine], their_content=contents[theirs])
+        target = Target(_Url(base), rt, "sqlite", jobs=jobs, my_content=my_content, their_content=their_content)
         well_formed_requests_succeed(target)
         yield target
         well_formed_requests_succeed(target)

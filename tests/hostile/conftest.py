@@ -46,22 +46,29 @@ def _target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         truncate_pg(url)
     settings = make_settings(tmp, database_url=url, operator_user=OPERATOR[0], operator_password=OPERATOR[1])
     rt = build_runtime(settings, clock=FakeClock(), broker=True)
+    jobs, my_content, their_content = seed(rt)
+    srv = start_server(rt)
+    t = Target(srv, rt, db, jobs=jobs, my_content=my_content, their_content=their_content)
+    yield t
+    srv.stop()
+    close_runtime(rt)
+
+
+def seed(rt):  # type: ignore[no-untyped-def]
+    """Two clients, two factories, three jobs (two mine, one theirs): returns (jobs, my upload's
+    identifier, theirs)."""
+    from sqlalchemy import select
+
+    from app.db.models import Content
+
     mine = add_client(rt, "petshow", "Wf")
     theirs = add_client(rt, "other", "other-secret")
     add_factory(rt, "factory-1", "factory-secret-1")
     add_factory(rt, "factory-2", "factory-secret-2")
     jobs = [submit_job(rt, mine) for _ in range(2)] + [submit_job(rt, theirs)]
     with rt.db.read_session() as s:
-        from sqlalchemy import select
-
-        from app.db.models import Content
-
         contents = {c.client_id: c.identifier for c in s.scalars(select(Content))}
-    srv = start_server(rt)
-    t = Target(srv, rt, db, jobs=jobs, my_content=contents[mine], their_content=contents[theirs])
-    yield t
-    srv.stop()
-    close_runtime(rt)
+    return jobs, contents[mine], contents[theirs]
 
 
 @contextmanager

@@ -199,6 +199,11 @@ def claims_per_second(db: Database, mirror: Mirror, factory: FactoryIdentity, th
         t.start()
     for t in ts:
         t.join()
+    # RabbitMQ's removals run on the mirror's drain thread, beside the claimers (its CPU is counted
+    # with theirs); the time until it has done what the claims owed counts too.
+    settle = getattr(mirror, "settle", None)
+    if settle is not None:
+        settle(60)
     return sum(count) / (time.monotonic() - t0), sum(count)
 
 
@@ -216,7 +221,7 @@ def removals_per_second(mirror: Any, ids: Any, threads: int, seconds: float) -> 
             if jid is None:
                 return
             t0 = time.perf_counter()
-            mirror.remove(jid, *PAIR, lambda _j: True)
+            mirror.remove(jid, *PAIR, lambda ids: set(ids))
             lat.append(time.perf_counter() - t0)
 
     ts = [threading.Thread(target=run) for _ in range(threads)]

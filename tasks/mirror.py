@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from celery import Celery
@@ -23,6 +23,7 @@ from kombu.utils.uuid import uuid
 from sqlalchemy import Delete, Select, Table, bindparam, delete, func, select, text
 
 from app.domain.errors import Unavailable
+from app.domain.matching import queue_name
 from tasks.celery_app import CONVERT_TASK, pair_queue
 
 log = logging.getLogger("convhub.mirror")
@@ -35,6 +36,27 @@ def message_job_id(body: object) -> int | None:
         args = body[0] if isinstance(body, list | tuple) else None  # type: ignore[index]
         return int(args[0]) if args else None  # type: ignore[index]
     except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+def header_job_id(headers: object) -> int | None:
+    """Job id from a Celery protocol-2 message's `argsrepr` header (`[123]`), without decoding the body."""
+    try:
+        text_ = headers.get("argsrepr")  # type: ignore[attr-defined]
+        if isinstance(text_, bytes):
+            text_ = text_.decode()
+        if isinstance(text_, str) and text_[:1] in "[(":
+            return int(text_[1:].split(",", 1)[0].rstrip("])"))
+    except (AttributeError, ValueError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _amqp_body_job_id(msg) -> int | None:  # type: ignore[no-untyped-def]
+    """Job id from an AMQP message's JSON body (a message without the `argsrepr` header)."""
+    try:
+        return message_job_id(json.loads(msg.body))
+    except (ValueError, TypeError):
         return None
 
 
@@ -107,6 +129,10 @@ def _sqlite_writer(url: str) -> threading.Lock:
         return _SQLITE_WRITERS.setdefault(url, threading.Lock())
 
 
+# The database's answer to "which of these jobs are still QUEUED and claimable?"
+QueuedAmong = Callable[[Sequence[int]], Collection[int]]
+
+
 class BrokerDown(Unavailable):
     """The broker failed recently; mirror work is skipped until the back-off ends."""
 
@@ -127,6 +153,8 @@ class KombuMirror:
         self._declared: set[str] = set()
         self._lock = threading.Lock()
         self._scripts: dict[str, object] = {}
+        self._driver: str | None = None
+        self._drain: AmqpDrain | None = None
 
     def _guard(self) -> None:
         if self._monotonic() < self._down_until:
@@ -198,36 +226,34 @@ class KombuMirror:
                     declare=[q] if declare else None, retry=False, **properties,
                 )
 
-    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
-        self._call(lambda: self._remove(job_id, application, version, is_queued))
+    def remove(self, job_id: int, application: str, version: str, queued_among: QueuedAmong) -> None:
+        self._call(lambda: self._remove(job_id, application, version, queued_among))
 
-    def _remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+    def _remove(self, job_id: int, application: str, version: str, queued_among: QueuedAmong) -> None:
+        if self._driver is None:
+            with self.app.pool.acquire(block=True, timeout=5) as conn:
+                self._driver = conn.transport.driver_type
+        if self._driver == "amqp":
+            self._amqp_drain().owe(queue_name(application, version), (application, version), queued_among)
+            return
         with self.app.pool.acquire(block=True, timeout=5) as conn:
             q = self._bound(conn, application, version)
-            if conn.transport.driver_type == "redis":
+            if self._driver == "redis":
                 self._remove_redis(conn.default_channel, q.name, job_id)
                 return
-            if conn.transport.driver_type == "sql":
-                self._remove_sql(conn.default_channel, q.name, job_id, self.queue_sqlite_writers)
-                return
-            self._remove_amqp(q, job_id, is_queued)
+            self._remove_sql(conn.default_channel, q.name, job_id, self.queue_sqlite_writers)
 
-    @staticmethod
-    def _remove_amqp(q: Queue, job_id: int, is_queued: Callable[[int], bool]) -> None:
-        """RabbitMQ: one basic.get at the head, the claim's only round trip (ack and reject are
-        asynchronous: no reply is awaited). The head goes when it is this job's message or a stale
-        one (its job deleted or handed out already); a live message of another job is handed back
-        and keeps its place. Nothing else is looked at: this job's message, when it is not at the
-        head, goes stale and is dropped when it reaches the head of a later get (a claim, a push
-        factory's worker, or reconciliation's trim), so a claim never walks the queue."""
-        msg = q.get(no_ack=False, accept=["json"])
-        if msg is None:
-            return
-        jid = message_job_id(msg.payload)
-        if jid == job_id or jid is None or not is_queued(jid):
-            msg.ack()
-        else:
-            msg.requeue()  # another QUEUED job's (one this factory may not take, or one being claimed)
+    def _amqp_drain(self) -> AmqpDrain:
+        with self._lock:
+            if self._drain is None:
+                self._drain = AmqpDrain(self)
+            return self._drain
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """RabbitMQ: wait until the removals owed so far are done (tests, and a clean stop); True
+        when they are. Other brokers remove synchronously: True at once."""
+        drain = self._drain
+        return True if drain is None else drain.settle(timeout)
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
         return self._call(lambda: self._trim(application, version, is_queued, limit))
@@ -351,7 +377,11 @@ class KombuMirror:
         The probe asks the broker even while the breaker is open, and closes it when the broker
         answers: the repair starts at the first reconciliation after the broker is back, not a
         back-off later. A pooled connection that died with the broker's restart gets one more try
-        on a new connection."""
+        on a new connection.
+
+        RabbitMQ: the removals this process owes are done first (a few milliseconds), so the
+        count does not include messages of jobs already handed out here."""
+        self.settle(5.0)
         try:
             with self.app.pool.acquire(block=True, timeout=5) as conn:
                 n = self._declare_and_count(conn, application, version)
@@ -417,3 +447,138 @@ class KombuMirror:
         with self.app.pool.acquire(block=True, timeout=3) as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
         self._down_until = 0.0
+
+
+class AmqpDrain:
+    """RabbitMQ: takes claimed jobs' messages off their queues in batches, on a thread of its own.
+
+    RabbitMQ can only hand out a queue's head. A claim's removal as one `basic.get` (a synchronous
+    round trip) plus an ack, 16 claimers at once, cost ~0.5 ms of the claimer's CPU and ~0.25 ms of
+    RabbitMQ's per message, and a database look-up whenever the head was another claim's job:
+    the claim rate fell to 0.6-0.7x that without a mirror. Here a claim only counts what it owes
+    its queue (no broker round trip); the drain thread then, per queue owed, consumes that many
+    messages from the head (prefetch, pipelined deliveries), stops its consumer, asks the database
+    once which of their jobs are still QUEUED (`queued_among`), acks the others (one multiple ack
+    for the stale run from the head) and hands the live ones back (rejected with requeue: a classic
+    queue puts them back in their place). ~60 us of Python and ~30 us of RabbitMQ per message.
+
+    Exact, whatever claimed the jobs (this process, another, a push factory): the database decides.
+    A claimed job's message it does not reach (deeper than the messages owed, behind a live head)
+    goes stale, as before, and reconciliation's trim drops it. A broker failure opens the mirror's
+    breaker and forgets what was owed (trim again). The thread starts with the first removal in a
+    process (so never before a fork) and ends after IDLE_SECONDS without work, closing its
+    connection."""
+
+    BATCH = 500  # messages per queue per pass, at most
+    WAIT_SECONDS = 0.05  # for deliveries still on the way, per pass
+    IDLE_SECONDS = 10.0
+    GATHER_SECONDS = 0.02
+
+    def __init__(self, mirror: KombuMirror) -> None:
+        self._mirror = mirror
+        self._cond = threading.Condition()
+        self._owed: dict[str, int] = {}
+        self._pairs: dict[str, tuple[str, str]] = {}
+        self._queued_among: QueuedAmong | None = None
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    def owe(self, queue: str, pair: tuple[str, str], queued_among: QueuedAmong) -> None:
+        with self._cond:
+            self._owed[queue] = self._owed.get(queue, 0) + 1
+            self._pairs[queue] = pair
+            self._queued_among = queued_among
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="convhub-mirror-drain", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def settle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._owed or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while True:
+                with self._cond:
+                    if not self._owed:
+                        self._cond.wait(self.IDLE_SECONDS)
+                    if not self._owed:
+                        self._thread = None
+                        return
+                # Let a busy moment's claims gather into one pass (a pass costs 3 broker round trips
+                # and a query whatever its size).
+                time.sleep(self.GATHER_SECONDS)
+                with self._cond:
+                    owed, self._owed = self._owed, {}
+                    pairs, queued_among = dict(self._pairs), self._queued_among
+                    self._busy = True
+                try:
+                    self._mirror._guard()
+                    if conn is None:
+                        conn = self._mirror.app.connection_for_write()
+                        conn.ensure_connection(max_retries=1)
+                    for queue, n in owed.items():
+                        with self._mirror._lock:
+                            fresh = queue not in self._mirror._declared
+                        if fresh:
+                            self._mirror._bound(conn, *pairs[queue])
+                        assert queued_among is not None
+                        self._pass(conn, queue, min(n, self.BATCH), queued_among)
+                except BrokerDown:
+                    pass  # the breaker is open: what was owed goes stale, reconciliation trims it
+                except Exception as exc:  # noqa: BLE001 - a broker failure; the database is the authority
+                    self._mirror._tripped(exc)
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.release()
+                    conn = None
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.release()
+
+    def _pass(self, conn, queue: str, n: int, queued_among: QueuedAmong) -> None:  # type: ignore[no-untyped-def]
+        """Consume up to `n` messages from the head of `queue`, then keep the live ones and drop
+        the rest. Round trips: qos, consume, cancel, and one database query."""
+        channel, raw = conn.default_channel, conn.connection
+        got: list = []  # type: ignore[type-arg]
+        channel.basic_qos(0, n, False)
+        tag = channel.basic_consume(queue, no_ack=False, callback=got.append)
+        try:
+            deadline = time.monotonic() + self.WAIT_SECONDS
+            while len(got) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    raw.drain_events(timeout=left)
+                except TimeoutError:
+                    break
+        finally:
+            channel.basic_cancel(tag)  # deliveries already on the way arrive before its reply
+        if not got:
+            return
+        ids = [header_job_id(m.headers) or _amqp_body_job_id(m) for m in got]
+        live = set(queued_among([i for i in ids if i is not None]))
+        run = 0  # the stale messages from the head: one multiple ack
+        while run < len(got) and (ids[run] is None or ids[run] not in live):
+            run += 1
+        if run:
+            channel.basic_ack(got[run - 1].delivery_tag, multiple=True)
+        for msg, jid in zip(got[run:], ids[run:], strict=True):
+            if jid is not None and jid in live:
+                channel.basic_reject(msg.delivery_tag, requeue=True)
+            else:
+                channel.basic_ack(msg.delivery_tag)

@@ -225,8 +225,15 @@ def _claimed(job: Job, filename: str, blob_id: int, size: int, token: str, expir
     )
 
 
-def is_queued(session: Session, job_id: int) -> bool:
-    """Whether the job is still QUEUED and claimable (the mirror drops messages of jobs that are not)."""
-    row = session.execute(select(Job.state, Job.follows_job_id).where(Job.id == job_id)).first()
-    # A follower of a cached conversion is QUEUED but never claimed: its message is stale too.
-    return row is not None and row[0] == int(JobState.QUEUED) and row[1] is None
+def is_queued(on: hot.Runner, job_id: int) -> bool:
+    """Whether the job is still QUEUED and claimable (the mirror drops messages of jobs that are not).
+    `on`: a session's transaction, or a hot connection (a claim's mirror removal: one round trip).
+    A follower of a cached conversion is QUEUED but never claimed: its message is stale too."""
+    return hot.first(on, sql.QUEUED_AND_CLAIMABLE, {"q_id": job_id}) is not None
+
+
+def queued_among(session: Session, job_ids: Sequence[int]) -> set[int]:
+    """Which of these jobs are still QUEUED and claimable (one statement)."""
+    if not job_ids:
+        return set()
+    return set(session.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.state == int(JobState.QUEUED), Job.follows_job_id.is_(None))))

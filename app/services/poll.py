@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -126,11 +127,10 @@ def claim_next(db: Database, now: datetime, policy: LeasePolicy, factory: Factor
 def take_message(db: Database, mirror: Mirror, job_id: int, application: str, version: str) -> None:
     """Remove the claimed job's message from its queue; a broker outage only delays this."""
 
-    def is_queued(jid: int) -> bool:
-        with db.read_session() as s:
-            return claims.is_queued(s, jid)
+    def queued_among(ids: Sequence[int]) -> set[int]:
+        return db.run(lambda s: claims.queued_among(s, ids), read=True)
 
     try:
-        mirror.remove(job_id, application, version, is_queued)
+        mirror.remove(job_id, application, version, queued_among)
     except Exception as exc:  # the database is the authority; reconciliation repairs
         log.warning("mirror: could not take job %s off its queue: %s", job_id, exc.__class__.__name__)

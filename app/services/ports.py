@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
+
+# The database's answer to "which of these jobs are still QUEUED and claimable?" (a mirror removal
+# drops the messages of the others).
+QueuedAmong = Callable[[Sequence[int]], Collection[int]]
 
 
 class Mirror(Protocol):
@@ -15,9 +19,15 @@ class Mirror(Protocol):
         """`publish` for each (job id, application, version), in order, as one batch."""
         ...
 
-    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+    def remove(self, job_id: int, application: str, version: str, queued_among: QueuedAmong) -> None:
         """Take this job's message off its pair's queue: at most one broker round trip, never a walk
-        of the queue. A message it cannot reach goes stale; reconciliation's `trim` drops those."""
+        of the queue (RabbitMQ: none; the removal is owed to a drain thread that takes messages off
+        in batches). A message it cannot reach goes stale; reconciliation's `trim` drops those."""
+        ...
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the removals asked for so far are done (RabbitMQ's are owed to a drain thread;
+        other brokers' are done when `remove` returns); whether they are."""
         ...
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
@@ -55,8 +65,11 @@ class NullMirror:
         for job_id, application, version in jobs:
             self.publish(job_id, application, version)
 
-    def remove(self, job_id: int, application: str, version: str, is_queued: Callable[[int], bool]) -> None:
+    def remove(self, job_id: int, application: str, version: str, queued_among: QueuedAmong) -> None:
         return None
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        return True
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:
         return 0

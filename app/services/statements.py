@@ -181,10 +181,11 @@ def probe_query(workers: tuple[WorkerSpec, ...]):  # type: ignore[no-untyped-def
 
 
 @functools.lru_cache(maxsize=4096)
-def _best_queued_id(best, k, pair: tuple[str, str], workers: Sequence[WorkerSpec]):  # type: ignore[no-untyped-def]
+def _best_queued_id(best, k, pair: tuple[str, str], workers: Sequence[WorkerSpec], skip_locked: bool = False):  # type: ignore[no-untyped-def]
     """The id of the head's client's best claimable job in `pair` (highest priority, then oldest), as a
-    scalar subquery correlated with the head `k` (served by ix_jobs_queued_client_priority)."""
-    return (
+    scalar subquery correlated with the head `k` (served by ix_jobs_queued_client_priority).
+    `skip_locked` (PostgreSQL): the best job no other claimer holds (FOR UPDATE SKIP LOCKED)."""
+    best_id = (
         select(best.id)
         .where(
             best.state == literal_column("0"),
@@ -197,8 +198,8 @@ def _best_queued_id(best, k, pair: tuple[str, str], workers: Sequence[WorkerSpec
         .order_by(best.priority.desc(), best.id)
         .limit(1)
         .correlate(k)
-        .scalar_subquery()
     )
+    return (best_id.with_for_update(skip_locked=True) if skip_locked else best_id).scalar_subquery()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -292,7 +293,10 @@ def claim_statement(pair: tuple[str, str], workers: tuple[WorkerSpec, ...]):  # 
     k = head_query(pair, workers).with_for_update(skip_locked=True, of=Job).cte("k")
     # k's client's next job, as in `pick_query`: a correlated LIMIT 1 walk of
     # ix_jobs_queued_client_priority (a join with ORDER BY ... LIMIT 1 made PostgreSQL sort the client's backlog).
-    best_id = _best_queued_id(best, k, pair, workers)
+    # Skipping the client's jobs other claimers hold: with many concurrent claimers of one client
+    # the head k is the next unlocked job, and its client's best job is then the one just ahead,
+    # held by another claimer; without the skip, every such claim answered "needs a transaction".
+    best_id = _best_queued_id(best, k, pair, workers, skip_locked=True)
     j = (
         select(pick.id, pick.vtag, k.c.id.label("k_id"), k.c.vtag.label("k_vtag"))
         .select_from(k)
@@ -360,6 +364,10 @@ _CLIENTS: Table = ClientApplication.__table__  # type: ignore[assignment]
 _IN_FLIGHT = _J.state.in_([literal_column("1"), literal_column("2")])
 _QUEUED = _J.state == literal_column("0")
 _NOT_FOLLOWING = _J.follows_job_id.is_(None)
+
+
+# Whether one job is QUEUED and not a follower (the mirror's check of a message met at a queue's head).
+QUEUED_AND_CLAIMABLE = select(_J.id).where(_J.id == bindparam("q_id"), _QUEUED, _NOT_FOLLOWING)
 
 
 def _not_blocked():  # type: ignore[no-untyped-def]

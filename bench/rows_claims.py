@@ -92,11 +92,14 @@ def service_loop(url: str, threads: int, start_at: float, stop_at: float) -> int
     return sum(counts)
 
 
+# The claim's order is the fair-share tag's, on ix_jobs_queued_vtag (application, version, vtag, id)
+# WHERE state = 0: an index walk. (Ordered by submitted_at, as before farm policy, it sorted the pair's
+# whole backlog per claim: 36 claims/s at 100k queued.)
 RAW = """
 UPDATE jobs SET state = 1, lease_owner = %s, lease_token = md5(random()::text), attempts = attempts + 1,
        lease_expires = now() + interval '300 seconds', updated_at = now()
 WHERE id = (SELECT id FROM jobs WHERE state = 0 AND follows_job_id IS NULL AND application = %s AND version = %s
-            ORDER BY submitted_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            ORDER BY vtag, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, guid, content_id, doctype, format
 """
 

@@ -379,7 +379,7 @@ class KombuMirror:
         back-off later. A pooled connection that died with the broker's restart gets one more try
         on a new connection.
 
-        RabbitMQ: the removals this process owes are done first (a few milliseconds), so the
+        RabbitMQ: the removals this process owes are done first (within ~0.1 s), so the
         count does not include messages of jobs already handed out here."""
         self.settle(5.0)
         try:
@@ -472,7 +472,7 @@ class AmqpDrain:
     BATCH = 500  # messages per queue per pass, at most
     WAIT_SECONDS = 0.05  # for deliveries still on the way, per pass
     IDLE_SECONDS = 10.0
-    GATHER_SECONDS = 0.02
+    GATHER_SECONDS = 0.1
 
     def __init__(self, mirror: KombuMirror) -> None:
         self._mirror = mirror

@@ -232,8 +232,12 @@ def is_queued(on: hot.Runner, job_id: int) -> bool:
     return hot.first(on, sql.QUEUED_AND_CLAIMABLE, {"q_id": job_id}) is not None
 
 
-def queued_among(session: Session, job_ids: Sequence[int]) -> set[int]:
-    """Which of these jobs are still QUEUED and claimable (one statement)."""
+def queued_among(on: hot.Runner, job_ids: Sequence[int]) -> set[int]:
+    """Which of these jobs are still QUEUED and claimable: one statement (on PostgreSQL an array
+    parameter, so it runs on a hot connection too; on SQLite an IN list, in a session)."""
     if not job_ids:
         return set()
-    return set(session.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.state == int(JobState.QUEUED), Job.follows_job_id.is_(None))))
+    if hot.is_postgresql(on):
+        return {row.id for row in hot.rows(on, sql.QUEUED_AMONG, {"q_ids": list(job_ids)})}
+    assert isinstance(on, Session)
+    return set(on.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.state == int(JobState.QUEUED), Job.follows_job_id.is_(None))))

@@ -127,8 +127,10 @@ def claim_next(db: Database, now: datetime, policy: LeasePolicy, factory: Factor
 def take_message(db: Database, mirror: Mirror, job_id: int, application: str, version: str) -> None:
     """Remove the claimed job's message from its queue; a broker outage only delays this."""
 
-    def queued_among(ids: Sequence[int]) -> set[int]:
-        return db.run(lambda s: claims.queued_among(s, ids), read=True)
+    def queued_among(ids: Sequence[int]) -> set[int]:  # one round trip on PostgreSQL
+        if db.is_sqlite:
+            return db.run(lambda s: claims.queued_among(s, ids), read=True)
+        return db.hot(lambda h: claims.queued_among(h, ids))
 
     try:
         mirror.remove(job_id, application, version, queued_among)

@@ -95,3 +95,25 @@ def test_postgresql_connections_return_to_the_pool_out_of_autocommit(make_runtim
     assert rt.db.hot(lambda h: h.dbapi.autocommit) is True
     with rt.db.engine.connect() as conn:
         assert conn.connection.dbapi_connection.autocommit is False
+
+
+def test_postgresql_statements_carry_their_own_values_as_literals(make_runtime, pg_url):
+    """On PostgreSQL the values a statement carries itself are written into its SQL (as parameters
+    they kept the prepared statement re-planned at every execution); a quote, a percent sign and a
+    backslash in them are written safely and still match exactly. Per-execution values stay
+    parameters. The probe of a factory's pairs has no parameter left at all."""
+    from app.domain.matching import WorkerSpec
+    from app.services import statements as sql
+
+    rt = make_runtime(database_url=pg_url, broker=False)
+    ids = _flood(rt, add_client(rt), 2)
+    odd = "O'Brien 100% \\ %(since)s"
+    rt.db.hot(lambda h: h.rows(update(JOBS).where(JOBS.c.id == ids[0]).values(application=odd).returning(JOBS.c.id)))
+    stmt = select(JOBS.c.id).where(JOBS.c.application == odd, JOBS.c.submitted_at >= bindparam("since"))
+    rendered = hot.render(stmt, rt.db.engine.dialect)
+    assert rendered.fixed == {} and "%(since)s" in rendered.sql and "%(application" not in rendered.sql
+    assert [r.id for r in rt.db.hot(lambda h: h.rows(stmt, {"since": SINCE}))] == [ids[0]]
+    assert rt.db.hot(lambda h: h.rows(select(JOBS.c.id).where(JOBS.c.application == "O'Brien"))) == []
+    workers = (WorkerSpec("LibreOffice Writer", "7.4", frozenset({"odt"}), frozenset({"pdf"})),)
+    probe = hot.render(sql.probe_query(workers)[1], rt.db.engine.dialect)
+    assert probe.fixed == {} and "%(" not in probe.sql

@@ -4,6 +4,7 @@ a delete racing factory polls on PostgreSQL (each job ends deleted or handed out
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -94,9 +95,9 @@ def test_delete_racing_polls_on_postgres(make_runtime, pg_url, clock):
             handed: list[int] = []
             lock = threading.Lock()
             start = threading.Barrier(5)
-            some_handed = threading.Event()
+            some_handed, delete_done = threading.Event(), threading.Event()
 
-            def poller(start=start, lock=lock, handed=handed, some_handed=some_handed) -> None:  # type: ignore[no-untyped-def]
+            def poller(start=start, lock=lock, handed=handed, some_handed=some_handed, delete_done=delete_done) -> None:  # type: ignore[no-untyped-def]
                 start.wait()
                 while True:
                     c = poll(rt.db, rt.now(), rt.policy, rt.mirror, factory)
@@ -106,6 +107,11 @@ def test_delete_racing_polls_on_postgres(make_runtime, pg_url, clock):
                         handed.append(c.id)
                         if len(handed) >= 5:
                             some_handed.set()
+                    if some_handed.is_set() and not delete_done.is_set():
+                        # Keep polling while the delete runs, but slowly enough that the backlog
+                        # outlasts the delete's start (a claim takes ~1 ms: 150 jobs were all handed
+                        # out before the delete's request arrived).
+                        time.sleep(0.02)
 
             threads = [threading.Thread(target=poller) for _ in range(4)]
             for t in threads:
@@ -113,6 +119,7 @@ def test_delete_racing_polls_on_postgres(make_runtime, pg_url, clock):
             start.wait()
             assert some_handed.wait(30)  # delete while the pollers are mid-way through the backlog
             r = call(srv, "deleteContentConversions", [("deleteFrom", "2000-01-01T00:00:00Z")])
+            delete_done.set()
             for t in threads:
                 t.join(30)
             assert r.status == 200

@@ -26,7 +26,9 @@ def rt(request, make_runtime, tmp_path):  # type: ignore[no-untyped-def]
 
 
 def order(rt) -> list[int | None]:  # type: ignore[no-untyped-def]
-    """Job ids in the pair's queue, head first, read without taking anything."""
+    """Job ids in the pair's queue, head first, read without taking anything (after the removals
+    the mirror owes: on Redis a claim's removal is done by the mirror's drain thread)."""
+    assert rt.mirror.settle(30)
     name = pair_queue(*PAIR).name
     with rt.celery.pool.acquire(block=True) as conn:
         ch = conn.default_channel

@@ -14,9 +14,11 @@ Not a test.
         [--threads 16] [--seconds 10] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
         [--redis redis://127.0.0.1:6379/13] [--amqp amqp://guest:guest@127.0.0.1:5672//] [--sync-ab]
 
-`--sync-ab` (sql): then the broker alone, 16 threads removing head messages with no database work,
-synchronous FULL (sqlite3's default) and NORMAL (convhub's broker engine), and NORMAL with the
-threads' removals queued on the mirror's lock (convhub's default), alternated on the same file.
+`--sync-ab` (sql): then the broker alone, 16 threads owing removals of head messages with no
+database work (each mirror's drain thread does them), synchronous FULL (sqlite3's default) and
+NORMAL (convhub's broker engine), and NORMAL with the passes queued on the mirror's per-file lock
+(convhub's default), alternated on the same file. Since removals are drained on one thread per
+mirror, the lock only matters where two mirrors in one process share a file.
 """
 
 from __future__ import annotations
@@ -239,9 +241,9 @@ def removals_per_second(mirror: Any, ids: Any, threads: int, seconds: float) -> 
 
 def sql_sync_ab(settings: Any, mirror: Any, ids: list[int], threads: int, seconds: float, rounds: int = 2) -> dict[str, Any]:
     """The embedded broker's removals alone, alternated on the same queue file in the same minute:
-    synchronous=FULL (sqlite3's default: an fsync per commit) and NORMAL (convhub's engine), each with
-    the threads waiting on SQLite's busy handler, and NORMAL with them queued on the mirror's
-    per-file lock (convhub's default).
+    synchronous=FULL (sqlite3's default: an fsync per commit) and NORMAL (convhub's engine), each
+    mirror's drain passes waiting on SQLite's busy handler, and NORMAL with them queued on the
+    mirror's per-file lock (convhub's default).
     The FULL engine is kombu's plain one, reached through another spelling of the file's path
     (kombu caches one engine per URL)."""
     from tasks.celery_app import make_celery

@@ -240,4 +240,4 @@ def queued_among(on: hot.Runner, job_ids: Sequence[int]) -> set[int]:
     if hot.is_postgresql(on):
         return {row.id for row in hot.rows(on, sql.QUEUED_AMONG, {"q_ids": list(job_ids)})}
     assert isinstance(on, Session)
-    return set(on.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.state == int(JobState.QUEUED), Job.follows_job_id.is_(None))))
+    return set(on.scalars(sql.QUEUED_AMONG_LISTED, {"q_ids": list(job_ids)}))

@@ -20,14 +20,13 @@ class Mirror(Protocol):
         ...
 
     def remove(self, job_id: int, application: str, version: str, queued_among: QueuedAmong) -> None:
-        """Take this job's message off its pair's queue: at most one broker round trip, never a walk
-        of the queue (RabbitMQ: none; the removal is owed to a drain thread that takes messages off
-        in batches). A message it cannot reach goes stale; reconciliation's `trim` drops those."""
+        """Take this job's message off its pair's queue: no broker round trip in the claim (the
+        removal is owed to a drain thread that takes messages off in batches), never a walk of the
+        queue. A message it cannot reach goes stale; reconciliation's `trim` drops those."""
         ...
 
     def settle(self, timeout: float = 10.0) -> bool:
-        """Wait until the removals asked for so far are done (RabbitMQ's are owed to a drain thread;
-        other brokers' are done when `remove` returns); whether they are."""
+        """Wait until the removals asked for so far (owed to the drain thread) are done; whether they are."""
         ...
 
     def trim(self, application: str, version: str, is_queued: Callable[[int], bool], limit: int) -> int:

@@ -369,8 +369,10 @@ _NOT_FOLLOWING = _J.follows_job_id.is_(None)
 
 # Whether one job is QUEUED and not a follower (the mirror's check of a message met at a queue's head).
 QUEUED_AND_CLAIMABLE = select(_J.id).where(_J.id == bindparam("q_id"), _QUEUED, _NOT_FOLLOWING)
-# PostgreSQL: which of a list of jobs are (the mirror drain's one query per pass), the list as an array.
+# Which of a list of jobs are (the mirror drain's one query per pass): on PostgreSQL the list as an
+# array (a hot statement); elsewhere as an IN list, expanded per execution (in a session).
 QUEUED_AMONG = select(_J.id).where(_J.id == func.any(bindparam("q_ids", type_=postgresql.ARRAY(BigInteger))), _QUEUED, _NOT_FOLLOWING)
+QUEUED_AMONG_LISTED = select(_J.id).where(_J.id.in_(bindparam("q_ids", expanding=True)), _QUEUED, _NOT_FOLLOWING)
 
 
 def _not_blocked():  # type: ignore[no-untyped-def]
